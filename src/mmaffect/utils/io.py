@@ -1,0 +1,72 @@
+"""Atomic file writing and content hashing.
+
+Nothing mmaffect writes is ever half-written: files are written under a
+temporary name in the destination folder and renamed into place, which is
+atomic on POSIX file systems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it to ``dest`` on success.
+
+    On an exception the temporary file is removed and ``dest`` is untouched.
+    ``suffix`` defaults to the suffix of ``dest`` (some writers, e.g. video
+    encoders, choose the container from it).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.stem}.", suffix=dest.suffix if suffix is None else suffix, dir=dest.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(dest: str | Path, text: str) -> None:
+    """Write ``text`` to ``dest`` atomically (UTF-8)."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(dest: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(dest: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``dest`` atomically."""
+    atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content (hex, first 16 characters)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def params_digest(obj: Any) -> str:
+    """Stable SHA-256 of a JSON-serialisable object (hex, first 16 characters)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
