@@ -1,0 +1,168 @@
+"""The ``mmaffect`` command.
+
+Every subcommand that takes a configuration accepts ``key=value`` overrides
+after its options (e.g. ``mmaffect prepare data --out cache faces.size=64``).
+Errors about the user's input are printed as one line naming the file and
+what is wrong, with exit status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mmaffect import __version__
+from mmaffect.errors import MMAffectError
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from mmaffect.data.synthetic import synthesize
+
+    report = synthesize(Path(args.out), n_train=args.train, n_devel=args.devel, n_test=args.test,
+                        duration=args.duration, width=args.width, height=args.height, fps=args.fps,
+                        seed=args.seed, progress=not args.quiet)
+    print(report)
+
+
+def _read(args: argparse.Namespace):
+    from mmaffect.data.readers import read_corpus
+
+    sessions = read_corpus(Path(args.data), layout=args.layout, partitions=args.partitions)
+    if args.sessions:
+        wanted = set(args.sessions)
+        sessions = [s for s in sessions if s.name in wanted]
+        missing = wanted - {s.name for s in sessions}
+        if missing:
+            raise MMAffectError(f"{args.data}: no session(s) named {sorted(missing)}")
+    return sessions
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from mmaffect.config import load_config
+    from mmaffect.preprocess.pipeline import prepare
+
+    config = load_config(args.config or "prepare", args.overrides)
+    sessions = _read(args)
+    report = prepare(sessions, Path(args.out), config=config, workers=args.workers, progress=not args.quiet)
+    print(report.table())
+    rtf = report.media_seconds / max(report.seconds, 1e-9)
+    print(f"\nprepared {len(report.sessions)} session(s), {report.media_seconds:.0f} s of media in "
+          f"{report.seconds:.1f} s ({rtf:.1f}x real time); streams computed {report.computed}, "
+          f"reused {report.reused}; cache: {report.cache}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from mmaffect.config import dump_config
+    from mmaffect.data.cache import Cache
+    from mmaffect.preprocess.pipeline import PrepareReport
+
+    cache = Cache(args.cache)
+    manifest = cache.read_manifest()
+    rep = PrepareReport(cache=cache.root, sessions=manifest["sessions"])
+    print(rep.table())
+    if args.config:
+        print("\n" + dump_config(manifest["config"]))
+
+
+def _cmd_adapt(args: argparse.Namespace) -> None:
+    from mmaffect.data.adapters import ADAPTERS, shared_data_root
+
+    src = Path(args.src) if args.src else None
+    if src is None:
+        root = shared_data_root()
+        if root is None:
+            raise MMAffectError("shared data not found: pass --src or set MMAFFECT_SHARED_DATA")
+        src = root / args.corpus
+    kwargs = {"limit": args.limit} if args.limit is not None else {}
+    print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs))
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from mmaffect.models.summary import model_table
+
+    rows = model_table(args.names or None)
+    print("| model | modalities | parameters | GFLOPs / frame | paper |")
+    print("|---|---|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['name']} | {', '.join(r['modalities'])} | {r['params']:,} | {r['gflops_per_frame']:.3f} | "
+              f"{r.get('paper_ref', '')} |")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from mmaffect.demo import run_demo
+
+    run_demo(Path(args.workdir), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmaffect", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"mmaffect {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a deterministic synthetic corpus in the SEWA layout")
+    s.add_argument("out")
+    s.add_argument("--train", type=int, default=6)
+    s.add_argument("--devel", type=int, default=2)
+    s.add_argument("--test", type=int, default=2)
+    s.add_argument("--duration", type=float, default=40.0, help="seconds per session")
+    s.add_argument("--width", type=int, default=320)
+    s.add_argument("--height", type=int, default=240)
+    s.add_argument("--fps", type=float, default=25)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_synth)
+
+    s = sub.add_parser("prepare", help="build the cache of aligned 10 Hz arrays from a corpus")
+    s.add_argument("data", help="corpus folder (SEWA or generic layout)")
+    s.add_argument("--out", required=True, help="cache folder")
+    s.add_argument("--config", help="YAML file (default: the built-in configs/prepare.yaml)")
+    s.add_argument("--layout", default="auto", choices=["auto", "sewa", "generic"])
+    s.add_argument("--partitions", nargs="+", help="only these partitions (e.g. train devel)")
+    s.add_argument("--sessions", nargs="+", help="only these sessions")
+    s.add_argument("--workers", type=int, default=1, help="sessions prepared in parallel processes")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("overrides", nargs="*", help="configuration overrides key=value")
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("info", help="show what a cache holds")
+    s.add_argument("cache")
+    s.add_argument("--config", action="store_true", help="also print the resolved configuration")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("adapt", help="convert a real corpus (EmoDB, EmoBank, FER+) to the generic layout")
+    s.add_argument("corpus", choices=["emodb", "emobank", "ferplus"])
+    s.add_argument("--src", help="corpus folder (default: $MMAFFECT_SHARED_DATA/<corpus> or ../shared/data)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--limit", type=int, help="convert only this many items")
+    s.set_defaults(func=_cmd_adapt)
+
+    s = sub.add_parser("models", help="list registered models with parameters and FLOPs per frame")
+    s.add_argument("names", nargs="*")
+    s.set_defaults(func=_cmd_models)
+
+    s = sub.add_parser("demo", help="the main job on built-in synthetic data")
+    s.add_argument("--workdir", default="demo_output")
+    s.add_argument("--quick", action="store_true", help="smaller corpus (for tests)")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MMAffectError as exc:
+        print(f"mmaffect {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""PyTorch datasets over a prepared cache.
+
+Training reads random windows of ``window`` frames (paper: 100); evaluation
+reads whole recordings. Items are dicts in the model-batch layout of
+docs/architecture.md (section 3), without the batch axis; :func:`collate`
+pads them to a batch and adds the frame ``mask``. A stream that a session
+lacks (e.g. no video) yields zeros with its mask False, so models mask it.
+The dataset holds no open file handles between items, so it works with
+DataLoader worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mmaffect.data.cache import CachedSession, read_stream
+from mmaffect.data.session import DIMENSIONS
+from mmaffect.preprocess.audio import interlocutor_vector
+
+MODALITIES = ("text", "audio", "visual")
+_STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
+
+
+def _label_columns(names: Sequence[str]) -> list[int]:
+    return [list(names).index(d) for d in DIMENSIONS]
+
+
+class SessionWindows(Dataset):
+    """Windows (``window`` frames) or whole recordings of cached sessions.
+
+    ``window=None`` gives one item per whole recording. With a window, a
+    session of T frames yields ``ceil(T / window)`` items per epoch; call
+    :meth:`set_epoch` to draw new random window starts (seeded, so runs are
+    reproducible).
+    """
+
+    def __init__(
+        self,
+        sessions: Sequence[CachedSession],
+        *,
+        modalities: Sequence[str] = MODALITIES,
+        window: int | None = 100,
+        seed: int = 0,
+        face_size: int = 96,
+        embed_dim: int | None = None,
+        max_words: int = 30,
+        audio_frame: int = 2205,
+        require_labels: bool = True,
+    ) -> None:
+        if require_labels:
+            missing = [s.name for s in sessions if not s.has("labels")]
+            if missing:
+                raise ValueError(f"sessions without labels cannot be used for training/evaluation: {missing}")
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
+        self.sessions = list(sessions)
+        self.modalities = tuple(modalities)
+        self.window = window
+        self.seed = seed
+        self.face_size = face_size
+        self.max_words = max_words
+        self.audio_frame = audio_frame
+        self.embed_dim = embed_dim if embed_dim is not None else self._find_embed_dim()
+        self.set_epoch(0)
+
+    def _find_embed_dim(self) -> int:
+        if "text" not in self.modalities:
+            return 0
+        for s in self.sessions:
+            if s.has("text"):
+                return int(read_stream(s.streams["text"], keys=["word_vectors"])["word_vectors"].shape[1])
+        raise ValueError("no session has a text stream; pass embed_dim or drop the text modality")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's window starts (deterministic in ``seed`` and ``epoch``)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        self.items: list[tuple[int, int, int]] = []
+        for i, s in enumerate(self.sessions):
+            if self.window is None or s.n_frames <= self.window:
+                self.items.append((i, 0, s.n_frames))
+                continue
+            n = -(-s.n_frames // self.window)
+            for start in rng.integers(0, s.n_frames - self.window + 1, size=n):
+                self.items.append((i, int(start), int(start) + self.window))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        i, start, stop = self.items[idx]
+        return load_frames(self.sessions[i], slice(start, stop), modalities=self.modalities,
+                           face_size=self.face_size, embed_dim=self.embed_dim, max_words=self.max_words,
+                           audio_frame=self.audio_frame)
+
+
+def load_frames(
+    session: CachedSession,
+    frames: slice,
+    *,
+    modalities: Sequence[str] = MODALITIES,
+    face_size: int = 96,
+    embed_dim: int = 0,
+    max_words: int = 30,
+    audio_frame: int = 2205,
+) -> dict[str, torch.Tensor]:
+    """Model inputs of one session's frames (no batch axis)."""
+    n = len(range(*frames.indices(session.n_frames)))
+    item: dict[str, torch.Tensor] = {}
+    if session.has("labels"):
+        lab = read_stream(session.streams["labels"], frames=frames)
+        item["labels"] = torch.from_numpy(lab["labels"][:, _label_columns(lab["label_names"])].copy())
+    if "audio" in modalities:
+        if session.has("audio"):
+            a = read_stream(session.streams["audio"], frames=frames)
+            wave = a["audio"].astype(np.float32) / 32768.0
+            item["audio"] = torch.from_numpy(interlocutor_vector(wave, a["audio_target"]))
+            item["audio_mask"] = torch.from_numpy(a["audio_mask"])
+        else:
+            item["audio"] = torch.zeros(n, 2 * audio_frame)
+            item["audio_mask"] = torch.zeros(n, dtype=torch.bool)
+    if "visual" in modalities:
+        if session.has("faces"):
+            f = read_stream(session.streams["faces"], keys=["faces", "face_mask"], frames=frames)
+            item["faces"] = torch.from_numpy(f["faces"]).permute(0, 3, 1, 2).float().div_(255.0)
+            item["face_mask"] = torch.from_numpy(f["face_mask"])
+        else:
+            item["faces"] = torch.zeros(n, 3, face_size, face_size)
+            item["face_mask"] = torch.zeros(n, dtype=torch.bool)
+    if "text" in modalities:
+        if session.has("text"):
+            t = read_stream(session.streams["text"], keys=["word_vectors", "word_index"], frames=frames)
+            index = t["word_index"]
+            vectors = np.concatenate([t["word_vectors"].astype(np.float32),
+                                      np.zeros((1, t["word_vectors"].shape[1]), np.float32)])
+            # −1 (padding) picks the appended zero row; the mask says it is padding.
+            item["words"] = torch.from_numpy(vectors[index])
+            item["word_mask"] = torch.from_numpy(index >= 0)
+        else:
+            item["words"] = torch.zeros(n, max_words, embed_dim)
+            item["word_mask"] = torch.zeros(n, max_words, dtype=torch.bool)
+    item["mask"] = torch.ones(n, dtype=torch.bool)
+    return item
+
+
+def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad items along time to the longest and stack; padded frames have ``mask`` False."""
+    length = max(len(it["mask"]) for it in items)
+    batch: dict[str, torch.Tensor] = {}
+    for key in items[0]:
+        padded = []
+        for it in items:
+            x = it[key]
+            if len(x) < length:
+                x = torch.cat([x, x.new_zeros((length - len(x),) + tuple(x.shape[1:]))])
+            padded.append(x)
+        batch[key] = torch.stack(padded)
+    return batch
+
+

@@ -1,0 +1,327 @@
+"""`mmaffect prepare`: sessions → cached, aligned 10 Hz arrays.
+
+For each session the frame grid comes first (label time stamps, or 10 Hz over
+the media's duration when there are no labels); then each stream (labels,
+audio, faces, text) is computed unless the cache already holds it under the
+same key (see :mod:`mmaffect.data.cache`). Streams whose input is absent (a
+text-only session has no audio) are recorded as absent, and models mask them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmaffect.config import builtin_config, merge
+from mmaffect.data.cache import FORMAT_VERSION, Cache, write_stream
+from mmaffect.data.session import LABEL_RATE, Session, frame_times
+from mmaffect.errors import ConfigError, DataError
+from mmaffect.utils.io import file_digest, params_digest
+
+
+def default_prepare_config() -> dict[str, Any]:
+    """The built-in preprocessing configuration (``configs/prepare.yaml``)."""
+    return builtin_config("prepare")
+
+
+def resolve_prepare_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults updated by ``config``, validated."""
+    cfg = merge(default_prepare_config(), config or {})
+    if not math.isclose(cfg["label_rate"], LABEL_RATE):
+        raise ConfigError(f"label_rate must be {LABEL_RATE} (the models' frame rate), got {cfg['label_rate']}")
+    a = cfg["audio"]
+    if a["frame_samples"] != round(a["sample_rate"] / cfg["label_rate"]):
+        raise ConfigError(
+            f"audio.frame_samples ({a['frame_samples']}) must equal audio.sample_rate / label_rate "
+            f"({a['sample_rate'] / cfg['label_rate']:g})"
+        )
+    if cfg["faces"]["select"] not in {"largest", "track"}:
+        raise ConfigError(f"faces.select must be 'largest' or 'track', got {cfg['faces']['select']!r}")
+    if cfg["faces"]["on_no_face"] not in {"error", "mask"}:
+        raise ConfigError(f"faces.on_no_face must be 'error' or 'mask', got {cfg['faces']['on_no_face']!r}")
+    return cfg
+
+
+# --------------------------------------------------------------------------- frame grid
+
+
+def session_times(session: Session, cfg: dict[str, Any]) -> np.ndarray:
+    """Frame time stamps: the labels', or a 10 Hz grid over the media."""
+    if session.labels is not None:
+        return session.labels.times
+    duration = media_duration(session, cfg)
+    n = int(math.floor(duration * cfg["label_rate"] + 1e-6))
+    if n <= 0:
+        raise DataError(f"media too short for one {1 / cfg['label_rate']:.1f} s frame ({duration:.3f} s)",
+                        path=session.audio or session.video)
+    return frame_times(n, rate=cfg["label_rate"])
+
+
+def media_duration(session: Session, cfg: dict[str, Any]) -> float:
+    """Duration in seconds of the session's audio, else video, else transcript."""
+    from mmaffect.preprocess.audio import load_audio
+    from mmaffect.preprocess.video import probe_video
+
+    if session.audio is not None:
+        sr = cfg["audio"]["sample_rate"]
+        return len(load_audio(session.audio, sample_rate=sr)) / sr
+    if session.video is not None:
+        return probe_video(session.video).duration
+    if session.transcript:
+        return max(t.end for t in session.transcript)
+    raise DataError(f"session {session.name!r} has neither labels, audio, video nor transcript")
+
+
+# --------------------------------------------------------------------------- stream keys
+
+
+def _digest_or_none(path: Path | None) -> str | None:
+    return None if path is None else file_digest(path)
+
+
+def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder_id: dict | None) -> dict[str, str | None]:
+    """Cache key per stream; ``None`` where the stream's input is absent."""
+    inputs = session.inputs()
+    digests = {k: file_digest(p) for k, p in inputs.items()}
+    base = {"format": FORMAT_VERSION, "times": params_digest(np.round(times, 6).tolist())}
+    keys: dict[str, str | None] = {}
+    keys["labels"] = params_digest({**base, "labels": digests.get("labels")}) if session.labels is not None else None
+    keys["audio"] = (
+        params_digest({**base, "audio": digests["audio"], "turns": digests.get("turns"),
+                       "target_known": session.target_turns is not None, "p": cfg["audio"]})
+        if session.audio is not None else None
+    )
+    keys["faces"] = (
+        params_digest({**base, "video": digests["video"], "p": cfg["faces"]})
+        if session.video is not None and cfg["faces"]["enabled"] else None
+    )
+    text_p = {k: v for k, v in cfg["text"].items() if k != "enabled"}
+    keys["text"] = (
+        params_digest({**base, "transcript": digests.get("transcript"), "p": text_p, "embedder": embedder_id,
+                       "n_turns": len(session.transcript)})
+        if session.transcript is not None and cfg["text"]["enabled"] else None
+    )
+    return keys
+
+
+# --------------------------------------------------------------------------- stream builders
+
+
+def build_labels(session: Session, times: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    assert session.labels is not None
+    arrays = {
+        "times": times,
+        "labels": session.labels.values,
+        "label_names": np.array(session.labels.names, dtype=object),
+    }
+    return arrays, {"n_frames": len(times)}
+
+
+def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+    from mmaffect.preprocess.audio import frame_audio, load_audio, target_frames, to_pcm16
+
+    a = cfg["audio"]
+    signal = load_audio(session.audio, sample_rate=a["sample_rate"])
+    frames, valid = frame_audio(signal, times, sample_rate=a["sample_rate"], frame_samples=a["frame_samples"],
+                                max_short=a["max_short"], path=session.audio)
+    target = target_frames(times, session.target_turns, rounding=a["turn_rounding"])
+    arrays = {"times": times, "audio": to_pcm16(frames), "audio_mask": valid, "audio_target": target}
+    report = {
+        "n_audio_masked": int((~valid).sum()),
+        "n_target_frames": int(target.sum()),
+        "target_turns_known": session.target_turns is not None,
+    }
+    return arrays, report
+
+
+def build_faces(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+    from mmaffect.preprocess.faces import extract_faces
+
+    f = cfg["faces"]
+    track = extract_faces(session.video, times, size=f["size"], detect_width=f["detect_width"],
+                          min_face=f["min_face"], margin=f["margin"], select=f["select"],
+                          on_no_face=f["on_no_face"])
+    arrays = {"times": times, "faces": track.crops, "face_mask": track.mask, "face_boxes": track.boxes}
+    return arrays, dict(track.report)
+
+
+def build_text(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder: Any) -> tuple[dict[str, np.ndarray], dict]:
+    from mmaffect.preprocess.text import build_text_arrays
+
+    t = cfg["text"]
+    out = build_text_arrays(times, session.transcript, embedder, max_words=t["max_words"], delay=t["delay"],
+                            drop_tags=t["drop_tags"])
+    report = dict(out.pop("report"))
+    arrays = {"times": times, **out}
+    return arrays, report
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class PrepareReport:
+    """What one ``prepare`` run did."""
+
+    cache: Path
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    media_seconds: float = 0.0
+
+    def table(self) -> str:
+        """A Markdown table, one row per session."""
+        rows = ["| session | partition | frames | audio masked | faces found | no face | frames with words | streams |",
+                "|---|---|---:|---:|---:|---:|---:|---|"]
+        for name, e in sorted(self.sessions.items()):
+            r = e["report"]
+            n = e["n_frames"]
+            found = r.get("faces", {}).get("n_faces_found")
+            rows.append(
+                f"| {name} | {e.get('partition') or '-'} | {n} | {r.get('audio', {}).get('n_audio_masked', '-')} | "
+                f"{'-' if found is None else found} | {r.get('faces', {}).get('n_missing', '-')} | "
+                f"{r.get('text', {}).get('n_frames_with_words', '-')} | "
+                f"{', '.join(s for s, p in e['streams'].items() if p)} |"
+            )
+        return "\n".join(rows)
+
+
+class _EmbedderHolder:
+    """Creates the text embedder only when a text stream must be computed."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._embedder = None
+
+    def identity(self) -> dict:
+        from mmaffect.preprocess.embedders import get_embedder
+
+        if self._embedder is None:
+            self._embedder = get_embedder(self.spec)
+        return {"name": self._embedder.name, **self._embedder.params()}
+
+    def get(self) -> Any:
+        self.identity()
+        return self._embedder
+
+
+_WORKER_EMBEDDER: _EmbedderHolder | None = None
+
+
+def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, embedder: _EmbedderHolder | None = None) -> dict[str, Any]:
+    """Compute (or reuse) every stream of one session; returns its manifest entry."""
+    global _WORKER_EMBEDDER
+    if embedder is None:
+        if _WORKER_EMBEDDER is None or _WORKER_EMBEDDER.spec != cfg["text"]["embedder"]:
+            _WORKER_EMBEDDER = _EmbedderHolder(cfg["text"]["embedder"])
+        embedder = _WORKER_EMBEDDER
+    cache = Cache(cache_root)
+    times = session_times(session, cfg)
+    need_text = session.transcript is not None and cfg["text"]["enabled"]
+    keys = stream_keys(session, times, cfg, embedder.identity() if need_text else None)
+    entry: dict[str, Any] = {"partition": session.partition, "n_frames": int(len(times)), "streams": {},
+                             "report": {}, "computed": [], "reused": []}
+    builders: dict[str, Callable[[], tuple[dict, dict]]] = {
+        "labels": lambda: build_labels(session, times),
+        "audio": lambda: build_audio(session, times, cfg),
+        "faces": lambda: build_faces(session, times, cfg),
+        "text": lambda: build_text(session, times, cfg, embedder.get()),
+    }
+    from mmaffect.data.cache import read_stream_meta
+
+    for stream, key in keys.items():
+        if key is None:
+            entry["streams"][stream] = None
+            continue
+        path = cache.stream_path(session.name, stream, key)
+        if path.exists():
+            entry["report"][stream] = read_stream_meta(path)
+            entry["reused"].append(stream)
+        else:
+            arrays, report = builders[stream]()
+            write_stream(path, arrays, report)
+            entry["report"][stream] = report
+            entry["computed"].append(stream)
+        entry["streams"][stream] = str(path.relative_to(cache.root))
+    return entry
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+
+
+def prepare(
+    sessions: Sequence[Session],
+    out: str | Path,
+    *,
+    config: dict[str, Any] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    prune: bool = True,
+) -> PrepareReport:
+    """Prepare ``sessions`` into the cache folder ``out``.
+
+    ``workers`` > 1 prepares sessions in parallel processes. The manifest is
+    updated after every session, so an interrupted run resumes where it
+    stopped.
+    """
+    cfg = resolve_prepare_config(config)
+    cache = Cache(out)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    manifest = cache.read_manifest()
+    manifest["config"] = cfg
+    report = PrepareReport(cache=cache.root)
+    start = time.perf_counter()
+    names = [s.name for s in sessions]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"duplicate session names {dup}")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(sessions), desc="prepare", unit="session", disable=not progress)
+
+    def done(session: Session, entry: dict[str, Any]) -> None:
+        report.computed += len(entry.pop("computed"))
+        report.reused += len(entry.pop("reused"))
+        manifest["sessions"][session.name] = entry
+        cache.write_manifest(manifest)
+        report.sessions[session.name] = entry
+        report.media_seconds += entry["n_frames"] / cfg["label_rate"]
+        bar.update(1)
+
+    if workers <= 1:
+        holder = _EmbedderHolder(cfg["text"]["embedder"])
+        for s in sessions:
+            bar.set_postfix_str(s.name)
+            done(s, prepare_session(s, cfg, cache.root, holder))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_worker_init, initargs=(threads,)) as pool:
+            futures = {pool.submit(prepare_session, s, cfg, cache.root): s for s in sessions}
+            for fut in futures:
+                done(futures[fut], fut.result())
+    bar.close()
+    if prune:
+        cache.prune(manifest)
+    report.seconds = time.perf_counter() - start
+    return report
