@@ -1,0 +1,260 @@
+"""Audio loading, 10 Hz framing, target-speaker frames and the interlocutor vector.
+
+Conventions (see :mod:`mmaffect.data.session` and ``docs/architecture.md``):
+the waveform is mono float32 in [-1, 1] at 22,050 Hz; the audio frame of the
+label at time ``t`` is the ``frame_samples`` (2,205) samples starting at
+sample ``round(t * sample_rate)`` — the interval ``[t, t + 0.1 s)``, not
+centred. The cache stores frames as int16 PCM (:func:`to_pcm16`); the
+4,410-sample *interlocutor vector* of the paper is built at load time by
+:func:`interlocutor_vector`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mmaffect.errors import DataError
+
+__all__ = [
+    "SOUNDFILE_SUFFIXES",
+    "load_audio",
+    "frame_audio",
+    "target_frames",
+    "interlocutor_vector",
+    "to_pcm16",
+    "from_pcm16",
+]
+
+SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
+"""Files read with soundfile (libsndfile); any other file goes through PyAV/FFmpeg."""
+
+_PCM_SCALE = 32767.0
+
+_A = TypeVar("_A")
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise DataError(f"cannot decode audio (corrupt or unsupported): {exc}", path=path) from exc
+    return data.mean(axis=1, dtype=np.float32), int(rate)
+
+
+def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot open media file (corrupt or unsupported format): {exc}", path=path) from exc
+    try:
+        if not container.streams.audio:
+            raise DataError("file has no audio stream", path=path)
+        stream = container.streams.audio[0]
+        resampler: av.AudioResampler | None = None
+        chunks: list[np.ndarray] = []
+        rate = 0
+        t_last = 0.0
+
+        def collect(frames: Iterable[av.AudioFrame]) -> None:
+            for out in frames:
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:
+                    # planar float, original layout and rate: channels are
+                    # averaged here and soxr does the resampling
+                    rate = int(frame.sample_rate)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+                collect(resampler.resample(frame))
+                if frame.time is not None:
+                    t_last = float(frame.time)
+            if resampler is not None:
+                collect(resampler.resample(None))
+        except av.FFmpegError as exc:
+            raise DataError(f"audio stream is corrupt: {exc}", path=path, time=t_last) from exc
+    finally:
+        container.close()
+    if not chunks:
+        return np.zeros(0, np.float32), rate
+    return np.concatenate(chunks), rate
+
+
+def load_audio(path: str | Path, *, sample_rate: int = 22050) -> np.ndarray:
+    """Load a recording as mono float32 in [-1, 1] at ``sample_rate`` Hz.
+
+    wav/flac/ogg/aiff files are read with soundfile; any other file (mp4,
+    avi, mkv, mov, webm, mp3, ...) with PyAV, using its first audio stream —
+    the audio track of a video. Channels are averaged; resampling uses soxr
+    ('VHQ'); the result is clipped to [-1, 1] (resampling can overshoot).
+
+    Raises:
+        DataError: the file is missing, empty (0 bytes or 0 samples),
+            corrupt or undecodable, or a video without an audio stream.
+    """
+    path = Path(path)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if not path.exists():
+        raise DataError("audio file not found", path=path)
+    if not path.is_file():
+        raise DataError("audio path is not a file", path=path)
+    if path.stat().st_size == 0:
+        raise DataError("audio file is empty (0 bytes)", path=path)
+    if path.suffix.lower() in SOUNDFILE_SUFFIXES:
+        signal, rate = _read_soundfile(path)
+    else:
+        signal, rate = _read_pyav(path)
+    if signal.size == 0:
+        raise DataError("audio holds no samples", path=path)
+    if not np.all(np.isfinite(signal)):
+        raise DataError("audio holds non-finite sample values (NaN or infinity)", path=path)
+    if rate != sample_rate:
+        signal = soxr.resample(signal, rate, sample_rate, quality="VHQ").astype(np.float32, copy=False)
+    return np.clip(signal, -1.0, 1.0, out=signal)
+
+
+def frame_audio(
+    signal: np.ndarray,
+    times: Sequence[float] | np.ndarray,
+    *,
+    sample_rate: int,
+    frame_samples: int,
+    max_short: float = 0.1,
+    path: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the frames ``signal[round(t * sample_rate) : ... + frame_samples]``.
+
+    Returns ``(frames, valid)``: (T, frame_samples) float32 and (T,) bool.
+    When the recording ends at most ``max_short`` seconds before the end of
+    the last frame, the frames it does not fully cover keep their recorded
+    samples, are zero-padded, and are marked invalid (``valid`` False).
+
+    >>> f, ok = frame_audio(np.ones(25, np.float32), [0.0, 0.1, 0.2], sample_rate=100, frame_samples=10)
+    >>> f.shape, ok.tolist(), f[2].tolist()[4:6]
+    ((3, 10), [True, True, False], [1.0, 0.0])
+
+    Raises:
+        DataError: (naming ``path``) the audio ends more than ``max_short``
+            seconds before the last frame ends ("audio shorter than the
+            labels"), or a time is negative or not finite.
+    """
+    x = np.asarray(signal, dtype=np.float32).reshape(-1)
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    T = len(t)
+    if T == 0:
+        return np.zeros((0, frame_samples), np.float32), np.zeros(0, bool)
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataError(f"frame time {t[k]} is negative or not finite (frame {k})", path=path)
+    starts = np.round(t * sample_rate).astype(np.int64)
+    ends = starts + frame_samples
+    n = len(x)
+    need = int(ends.max())
+    short = (need - n) / sample_rate
+    if short > max_short + 1e-9:
+        raise DataError(
+            f"audio shorter than the labels: the audio lasts {n / sample_rate:.3f} s but the "
+            f"frames span {t.min():.3f}–{need / sample_rate:.3f} s "
+            f"({short:.3f} s missing, at most {max_short:g} s is allowed and masked)",
+            path=path,
+            time=n / sample_rate,
+        )
+    if need > n:
+        x = np.concatenate([x, np.zeros(need - n, np.float32)])
+    windows = np.lib.stride_tricks.sliding_window_view(x, frame_samples)
+    frames = np.ascontiguousarray(windows[starts])
+    return frames, ends <= n
+
+
+def _round_half_up(x: float, step: float) -> int:
+    """``x / step`` rounded to the nearest integer, halves up (tolerant to float error)."""
+    return int(math.floor(x / step + 0.5 + 1e-9))
+
+
+def target_frames(
+    times: Sequence[float] | np.ndarray,
+    turns: Iterable[Any] | None,
+    *,
+    rounding: float = 0.1,
+) -> np.ndarray:
+    """(T,) bool: does the target speak in the frame starting at ``times[i]``?
+
+    Each turn's start and end are rounded to the ``rounding`` grid (halves
+    round up); a frame is a target frame when its time lies in
+    ``[start, end]`` — the end frame is included (as in the authors' code).
+    Turns are :class:`~mmaffect.data.session.Turn` objects (``.start``,
+    ``.end``) or ``(start, end)`` pairs. ``turns=None`` (unknown) means the
+    target speaks throughout.
+
+    >>> target_frames([0.0, 0.1, 0.2, 0.3, 0.4], [(0.06, 0.24)]).tolist()
+    [False, True, True, False, False]
+    """
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    if turns is None:
+        return np.ones(len(t), bool)
+    if rounding <= 0:
+        raise ValueError(f"rounding must be positive, got {rounding}")
+    out = np.zeros(len(t), bool)
+    tol = 1e-6 * rounding
+    for turn in turns:
+        start, end = (turn.start, turn.end) if hasattr(turn, "start") else turn
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise DataError(f"invalid turn {start}–{end} (end before start or not finite)")
+        lo = _round_half_up(start, rounding) * rounding
+        hi = _round_half_up(end, rounding) * rounding
+        out |= (t >= lo - tol) & (t <= hi + tol)
+    return out
+
+
+def interlocutor_vector(frames: _A, target: Any) -> _A:
+    """The paper's interlocutor vector: (..., T, F) frames → (..., T, 2F).
+
+    Frames where ``target`` is True go to the first half, all other frames
+    (partner speech and silence) to the second half; the other half is
+    zeros. Works for numpy arrays and torch tensors (same type, dtype and
+    device as ``frames``).
+
+    >>> interlocutor_vector(np.array([[1, 2], [3, 4]]), np.array([True, False])).tolist()
+    [[1, 2, 0, 0], [0, 0, 3, 4]]
+    """
+    if isinstance(frames, np.ndarray):
+        sel = np.asarray(target, dtype=bool)[..., None]
+        zero = np.zeros((), frames.dtype)
+        return np.concatenate([np.where(sel, frames, zero), np.where(sel, zero, frames)], axis=-1)
+    import torch
+
+    if isinstance(frames, torch.Tensor):
+        sel = torch.as_tensor(target, dtype=torch.bool, device=frames.device).unsqueeze(-1)
+        zero = torch.zeros((), dtype=frames.dtype, device=frames.device)
+        return torch.cat([torch.where(sel, frames, zero), torch.where(sel, zero, frames)], dim=-1)
+    raise TypeError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
+
+
+def to_pcm16(frames: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] → int16 (× 32767, rounded, clipped).
+
+    >>> to_pcm16(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])).tolist()
+    [-32767, 0, 16384, 32767, 32767]
+    """
+    x = np.asarray(frames, dtype=np.float32)
+    return np.clip(np.rint(x * _PCM_SCALE), -_PCM_SCALE, _PCM_SCALE).astype(np.int16)
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    """int16 samples → float32 in [-1, 1] (÷ 32767; −32768 clips to −1).
+
+    >>> from_pcm16(np.array([-32768, 0, 32767], np.int16)).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    x = np.asarray(pcm).astype(np.float32) / np.float32(_PCM_SCALE)
+    return np.clip(x, -1.0, 1.0, out=x)

@@ -1,0 +1,243 @@
+"""Video probing and streaming frame access on the 10 Hz frame grid.
+
+Frames are decoded once, sequentially, with PyAV (FFmpeg) and threaded
+decoding. Every decoded frame is placed at its *own* presentation time
+(``pts * time_base``), so variable-frame-rate recordings (the SEWA ``.avi``
+files run at 20–30 fps) are handled exactly: for each requested frame time
+``t`` the decoded frame whose time stamp is nearest to the frame centre
+``t + offset`` is returned (see :mod:`mmaffect.data.session` for the time
+convention). Only frames that are returned are converted to RGB, and only one
+decoded frame is held at a time, so memory does not grow with video length.
+
+Requests that fall outside the decoded frames are *masked* (``None``), never
+filled with an invented image: a request more than half a frame interval
+before the first frame, or more than half a frame interval after the end of
+the last frame (its time stamp plus one frame interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from mmaffect.errors import DataError
+
+__all__ = ["VideoInfo", "probe_video", "frames_at"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, from its container metadata and first frame.
+
+    ``duration`` (seconds) and ``n_frames`` come from the container and are
+    ``None`` when the container does not record them; ``avg_fps`` is the
+    stream's average frame rate (``None`` when unknown).
+    """
+
+    width: int
+    height: int
+    duration: float | None
+    avg_fps: float | None
+    n_frames: int | None
+    has_audio: bool
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError("video file not found", path=path)
+    if not path.is_file():
+        raise DataError("video path is not a file", path=path)
+    if path.stat().st_size == 0:
+        raise DataError("video file is empty (0 bytes)", path=path)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot open video (corrupt or unsupported format): {exc}", path=path) from exc
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise DataError("file has no video stream", path=path)
+    return container.streams.video[0]
+
+
+def _frame_time(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float | None:
+    """Presentation time of a decoded frame in seconds (``None`` if unknown)."""
+    pts = frame.pts
+    if pts is None:
+        return None
+    tb = frame.time_base if frame.time_base is not None else stream.time_base
+    if tb is None:
+        return None
+    return float(pts * tb)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read a video's size, duration and frame rate; decode its first frame.
+
+    Decoding the first frame makes sure the file is a usable video rather
+    than a container with an undecodable stream.
+
+    Raises:
+        DataError: the file is missing, empty, corrupt, has no video stream or
+            no decodable video frame.
+    """
+    path = Path(path)
+    _check_file(path)
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        has_audio = bool(container.streams.audio)
+        rate = stream.average_rate or stream.guessed_rate
+        avg_fps = float(rate) if rate else None
+        duration: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        n_frames = int(stream.frames) if stream.frames else None
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise DataError(f"cannot decode video stream: {exc}", path=path) from exc
+        if first is None:
+            raise DataError("video stream holds no decodable frames", path=path)
+        width, height = first.width, first.height
+    finally:
+        container.close()
+    return VideoInfo(
+        width=int(width),
+        height=int(height),
+        duration=duration,
+        avg_fps=avg_fps,
+        n_frames=n_frames,
+        has_audio=has_audio,
+    )
+
+
+def frames_at(
+    path: str | Path,
+    times: Sequence[float] | np.ndarray,
+    *,
+    offset: float = 0.05,
+    pixel_format: str = "rgb24",
+    threads: int = 0,
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield ``(i, image)`` for every requested time ``times[i]``.
+
+    ``image`` is the decoded frame whose presentation time is nearest to
+    ``times[i] + offset`` as an (H, W, 3) uint8 RGB array (``pixel_format``
+    is any FFmpeg format PyAV converts to numpy: ``'gray'`` gives (H, W),
+    ``'yuv420p'`` the (H·3/2, W) I420 planes), or ``None`` when the request lies outside the
+    video (more than half a frame interval before its first frame or after
+    its end). Ties go to the earlier frame. Results are yielded in time order
+    (for sorted ``times``: ``i = 0, 1, 2, ...``); several requests may share
+    one decoded frame (low frame rates), in which case they receive the same
+    array object — copy it before modifying it in place.
+
+    The video is decoded once from start to end with threaded decoding and
+    only the selected frames are converted, so memory stays flat.
+    ``threads=0`` lets FFmpeg choose the thread count.
+
+    Raises:
+        DataError: the file is missing, empty, corrupt (also mid-stream:
+            the message gives the time of the last good frame), has no video
+            stream, or ``times`` holds non-finite values.
+    """
+    path = Path(path)
+    req = np.asarray(times, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(req)):
+        raise DataError("requested frame times are not all finite", path=path)
+    _check_file(path)
+    container = _open(path)
+    try:
+        _video_stream(container, path)
+    except DataError:
+        container.close()
+        raise
+    return _frames_at(container, path, req, offset=offset, pixel_format=pixel_format, threads=threads)
+
+
+def _frames_at(
+    container: av.container.InputContainer,
+    path: Path,
+    req: np.ndarray,
+    *,
+    offset: float,
+    pixel_format: str,
+    threads: int,
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    order = np.argsort(req, kind="stable")
+    centres = req[order] + offset
+    n_req = len(order)
+    try:
+        if n_req == 0:
+            return
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.thread_count = threads
+        rate = stream.average_rate or stream.guessed_rate
+        nominal = 1.0 / float(rate) if rate else 1.0 / 25.0
+
+        def convert(frame: av.VideoFrame) -> np.ndarray:
+            return frame.to_ndarray(format=pixel_format)
+
+        k = 0  # next request (in sorted order) to answer
+        prev: av.VideoFrame | None = None
+        prev_t = 0.0
+        prev_img: np.ndarray | None = None  # converted image of ``prev`` (if done)
+        interval = nominal  # last observed frame interval
+        first_t: float | None = None
+        last_good = 0.0
+        frames = container.decode(stream)
+        while k < n_req:
+            try:
+                frame = next(frames, None)
+            except av.FFmpegError as exc:
+                raise DataError(f"video stream is corrupt: {exc}", path=path, time=last_good) from exc
+            if frame is None:
+                break
+            t = _frame_time(frame, stream)
+            if t is None:  # no time stamp: continue the grid of the last frame
+                t = prev_t + interval if prev is not None else 0.0
+            if prev is not None and t <= prev_t:
+                # Non-increasing time stamp (broken muxing): keep the order of
+                # decoding, which is the presentation order, one interval on.
+                t = prev_t + interval
+            if first_t is None:
+                first_t = t
+                # Requests before the first frame by more than half an interval.
+                while k < n_req and centres[k] < t - 0.5 * nominal:
+                    yield int(order[k]), None
+                    k += 1
+            if prev is not None:
+                interval = t - prev_t
+                # Answer every request whose nearest frame is ``prev``.
+                while k < n_req and centres[k] - prev_t <= t - centres[k]:
+                    if prev_img is None:
+                        prev_img = convert(prev)
+                    yield int(order[k]), prev_img
+                    k += 1
+            prev, prev_t, prev_img = frame, t, None
+            last_good = t
+        if prev is not None:
+            end = prev_t + interval
+            while k < n_req and centres[k] <= end + 0.5 * interval:
+                if prev_img is None:
+                    prev_img = convert(prev)
+                yield int(order[k]), prev_img
+                k += 1
+        while k < n_req:
+            yield int(order[k]), None
+            k += 1
+    finally:
+        container.close()
+
