@@ -1,7 +1,7 @@
 """The ``mmaffect`` command.
 
 Every subcommand that takes a configuration accepts ``key=value`` overrides
-after its options (e.g. ``mmaffect prepare data --out cache faces.size=64``).
+anywhere after the subcommand (e.g. ``mmaffect prepare data --out cache faces.size=64``).
 Errors about the user's input are printed as one line naming the file and
 what is wrong, with exit status 2 — never a traceback.
 """
@@ -24,6 +24,10 @@ def _cmd_synth(args: argparse.Namespace) -> None:
                         duration=args.duration, width=args.width, height=args.height, fps=args.fps,
                         seed=args.seed, progress=not args.quiet)
     print(report)
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t for t in (x.strip() for x in text.split(",")) if t]
 
 
 def _read(args: argparse.Namespace):
@@ -119,12 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--config", help="YAML file (default: the built-in configs/prepare.yaml)")
     s.add_argument("--layout", default="auto", choices=["auto", "sewa", "generic"])
-    s.add_argument("--partitions", nargs="+", help="only these partitions (e.g. train devel)")
-    s.add_argument("--sessions", nargs="+", help="only these sessions")
+    s.add_argument("--partitions", type=_csv_list, help="only these partitions, comma-separated (e.g. train,devel)")
+    s.add_argument("--sessions", type=_csv_list, help="only these sessions, comma-separated")
     s.add_argument("--workers", type=int, default=1, help="sessions prepared in parallel processes")
     s.add_argument("--quiet", action="store_true")
-    s.add_argument("overrides", nargs="*", help="configuration overrides key=value")
-    s.set_defaults(func=_cmd_prepare)
+    s.set_defaults(func=_cmd_prepare, takes_overrides=True)
 
     s = sub.add_parser("info", help="show what a cache holds")
     s.add_argument("cache")
@@ -152,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may stand anywhere after the subcommand
+    args, extra = parser.parse_known_args(argv)
+    overrides = [e for e in extra if "=" in e and not e.startswith("-")]
+    rest = [e for e in extra if e not in overrides]
+    if rest or (overrides and not getattr(args, "takes_overrides", False)):
+        parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+    args.overrides = overrides
     try:
         args.func(args)
     except MMAffectError as exc:
