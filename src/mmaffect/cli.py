@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mmaffect import __version__
 from mmaffect.errors import MMAffectError
+from mmaffect.training.cli_commands import add_evaluate_parser, add_train_parser, add_tune_parser
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sessions", type=_csv_list, help="only these sessions, comma-separated")
     s.add_argument("--workers", type=int, default=1, help="sessions prepared in parallel processes")
     s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=_cmd_prepare, takes_overrides=True)
+    s.add_argument("overrides", nargs="*", help="configuration overrides key=value (e.g. faces.size=64)")
+    s.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("info", help="show what a cache holds")
     s.add_argument("cache")
@@ -140,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--limit", type=int, help="convert only this many items")
     s.set_defaults(func=_cmd_adapt)
+
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_tune_parser(sub)
 
     s = sub.add_parser("models", help="list registered models with parameters and FLOPs per frame")
     s.add_argument("names", nargs="*")
@@ -160,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [e for e in extra if "=" in e and not e.startswith("-")]
     rest = [e for e in extra if e not in overrides]
-    if rest or (overrides and not getattr(args, "takes_overrides", False)):
+    if rest or (overrides and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
-    args.overrides = overrides
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + overrides
     try:
         args.func(args)
     except MMAffectError as exc:

@@ -212,7 +212,9 @@ class HFWordEmbedder(WordEmbedder):
         _set_offline()
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # prepare shows its own progress
         self.path = path.resolve()
         self.layer = int(layer)
         self.batch_size = int(batch_size)

@@ -1,0 +1,167 @@
+"""The ``train``, ``evaluate`` and ``tune`` subcommands of ``mmaffect``.
+
+``mmaffect.cli`` registers them with :func:`add_train_parser`,
+:func:`add_evaluate_parser` and :func:`add_tune_parser`. They also run on
+their own: ``python -m mmaffect.training.cli_commands train cfg.yaml --out run``
+(the form torchrun can launch: ``torchrun --standalone --nproc_per_node 2 -m
+mmaffect.training.cli_commands train ...``).
+
+Usage::
+
+    mmaffect train CONFIG [key=value ...] [--out RUN] [--resume] [--quiet]
+    mmaffect evaluate RUN [--partition devel test] [--checkpoint best|last] [--delay-compensation S]
+    mmaffect evaluate --runs RUN1 RUN2 ... [--partition devel]       # seed repeats: mean ± std
+    mmaffect evaluate --compare RUN_A RUN_B [--unit recording|block]  # Wilcoxon signed-rank test
+    mmaffect tune CONFIG [key=value ...] [--trials N] [--storage URL] [--study NAME] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mmaffect.errors import ConfigError, MMAffectError
+
+__all__ = ["add_train_parser", "add_evaluate_parser", "add_tune_parser", "main"]
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mmaffect.training.distributed import cleanup_distributed, init_distributed
+    from mmaffect.training.trainer import load_train_config, train
+
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out RUN (the run folder to continue)")
+    source: Any = args.config
+    if args.resume and args.config in (None, "-"):
+        source = Path(args.out) / "config.yaml"
+    cfg = load_train_config(source, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg['model_name']}-seed{cfg['seed']}"
+    ctx = init_distributed(device=str(cfg["device"]))
+    try:
+        result = train(cfg, out=out, resume=args.resume, progress=not args.quiet, ctx=ctx)
+    finally:
+        cleanup_distributed(ctx)
+    if ctx.is_main:
+        print(f"{out}: best dev CCC (mean of arousal and valence) {result.best_score:.4f} at epoch "
+              f"{result.best_epoch} of {result.epochs}" + (" (early stop)" if result.stopped_early else ""))
+
+
+def add_train_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``train`` on a subparsers object."""
+    s = sub.add_parser("train", help="train a registered model on a prepared cache")
+    s.add_argument("config", help="training YAML (only what differs from the built-in configs/train.yaml); "
+                                  "'-' with --resume = the run's own config.yaml")
+    s.add_argument("overrides", nargs="*", help="configuration overrides key=value (e.g. optim.lr=1e-4)")
+    s.add_argument("--out", help="run folder (default: runs/<model>-seed<seed>)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.set_defaults(func=_cmd_train)
+    return s
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from mmaffect.training.evaluate import evaluate_run, markdown_table, summarize_runs
+
+    modes = sum(x is not None and x != [] for x in (args.run, args.runs, args.compare))
+    if modes != 1:
+        raise ConfigError("give exactly one of RUN, --runs RUN1 RUN2 ..., --compare RUN_A RUN_B")
+    kw = dict(partitions=args.partition, checkpoint=args.checkpoint, delay_compensation=args.delay_compensation,
+              cache=args.cache, device=args.device)
+    if args.run:
+        report = evaluate_run(args.run, **kw)
+        if report.scores:
+            print(report.markdown())
+        unlabelled = [p for p in args.partition if p not in report.scores]
+        if unlabelled:
+            print(f"\nno labels in {unlabelled}: predictions written, not scored")
+        print(f"\nwritten to {Path(args.run) / 'eval'}")
+    elif args.runs:
+        reports = [evaluate_run(r, **kw) for r in args.runs]
+        print(summarize_runs(reports))
+    else:
+        from mmaffect.training.stats import compare_predictions
+
+        a, b = (evaluate_run(r, **kw) for r in args.compare)
+        rows = []
+        for part in args.partition:
+            if part not in a.scores or part not in b.scores:
+                continue
+            for dim, res in compare_predictions(a.predictions[part], b.predictions[part], unit=args.unit,
+                                                block=args.block).items():
+                rows.append([part, dim, res.unit, res.n, res.mean_a, res.mean_b, res.statistic,
+                             f"{res.p_value:.4g}", res.better if res.significant(args.alpha) else "—"])
+        print(f"Wilcoxon signed-rank test, A = {args.compare[0]}, B = {args.compare[1]} "
+              f"(two-sided, alpha {args.alpha})\n")
+        print(markdown_table(["partition", "dimension", "unit", "pairs", "mean A", "mean B", "W", "p",
+                              "significantly better"], rows))
+
+
+def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``evaluate`` on a subparsers object."""
+    s = sub.add_parser("evaluate", help="CCC of trained runs per partition; seed repeats; Wilcoxon comparison")
+    s.add_argument("run", nargs="?", help="run folder written by `mmaffect train`")
+    s.add_argument("--runs", nargs="+", help="seed repeats of one setting: report mean ± std")
+    s.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="Wilcoxon test of two runs")
+    s.add_argument("--partition", nargs="+", default=["devel"], help="partitions to score (default: devel)")
+    s.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    s.add_argument("--delay-compensation", type=float, default=None, metavar="S",
+                   help="annotation delay in seconds (default: the run's data.annotation_delay)")
+    s.add_argument("--cache", help="cache folder (default: the run's data.cache)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--unit", choices=["recording", "block"], default="recording",
+                   help="--compare pairs per-recording CCCs (default) or per-block squared errors")
+    s.add_argument("--block", type=int, default=100, help="frames per block for --unit block")
+    s.add_argument("--alpha", type=float, default=0.05)
+    s.set_defaults(func=_cmd_evaluate)
+    return s
+
+
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from mmaffect.training.trainer import load_train_config
+    from mmaffect.training.tune import study_summary, tune
+
+    cfg = load_train_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"tune-{cfg['model_name']}"
+    study = tune(cfg, out=out, trials=args.trials, storage=args.storage, study_name=args.study,
+                 progress=not args.quiet)
+    print(study_summary(study))
+    print(f"written to {out / 'summary.md'}")
+
+
+def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``tune`` on a subparsers object."""
+    s = sub.add_parser("tune", help="Hyperband search over Table 1's hyper-parameter ranges (Optuna)")
+    s.add_argument("config", help="training YAML; its tune: section sets the search")
+    s.add_argument("overrides", nargs="*", help="configuration overrides key=value")
+    s.add_argument("--trials", type=int, help="total trials of the study (default: tune.trials)")
+    s.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    s.add_argument("--study", help="study name (default: tune-<model>)")
+    s.add_argument("--out", help="output folder (default: runs/tune-<model>)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_tune)
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point with the three subcommands (errors: one line, exit status 2)."""
+    p = argparse.ArgumentParser(prog="mmaffect", description="train, evaluate and tune mmaffect models")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_tune_parser(sub)
+    args = p.parse_args(argv)
+    try:
+        args.func(args)
+    except MMAffectError as exc:
+        print(f"mmaffect {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Evaluation of trained runs: CCC per dimension and partition, predictions, seed repeats.
+
+Scoring follows AVEC practice: the CCC of a partition is computed on the
+*concatenation* of all its recordings (:func:`mmaffect.training.metrics.ccc`,
+population moments), per dimension; the selection score is the mean of
+arousal and valence, and higher is better.
+
+Annotation delay. Annotators react late, so the label at time ``t + d``
+describes the input at time ``t``. A run trained with ``data.annotation_delay
+= d`` seconds learns to output, from the input at ``t``, the label at
+``t + d``; at evaluation its output for input frame ``t`` is therefore moved
+to label frame ``t + d`` (:func:`align_delay`). The first ``d`` label frames
+have no such prediction and get the first prediction (edge padding, as the
+AVEC baseline scripts pad shifted predictions), so every gold frame is scored.
+``--delay-compensation S`` replaces the run's own delay by ``S`` seconds.
+
+Files written by :func:`evaluate_run` under ``RUN/eval/``:
+
+* ``scores-<checkpoint>.csv`` / ``.md``: partition, dimension rows of CCC;
+* ``per_recording-<checkpoint>.csv``: CCC of every recording;
+* ``predictions-<checkpoint>/<partition>/<recording>.csv``: columns ``time,
+  arousal, valence, gold_arousal, gold_valence`` (gold empty without labels).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmaffect.data.cache import Cache, CachedSession, read_stream
+from mmaffect.data.dataset import SessionWindows, collate
+from mmaffect.data.session import DIMENSIONS
+from mmaffect.errors import ConfigError
+from mmaffect.training.checkpoint import load_checkpoint
+from mmaffect.training.metrics import ccc
+from mmaffect.utils.io import atomic_write_text
+
+__all__ = [
+    "RecordingPrediction",
+    "align_delay",
+    "predict_recordings",
+    "partition_scores",
+    "recording_scores",
+    "dataset_options",
+    "build_model_from_checkpoint",
+    "EvalReport",
+    "evaluate_run",
+    "summarize_runs",
+    "markdown_table",
+]
+
+
+@dataclass
+class RecordingPrediction:
+    """Predictions for one whole recording, aligned to its label frames."""
+
+    name: str
+    partition: str | None
+    times: np.ndarray
+    pred: np.ndarray
+    gold: np.ndarray | None
+
+
+def align_delay(pred: np.ndarray, delay_frames: int) -> np.ndarray:
+    """Move the output for input frame ``t`` to label frame ``t + delay_frames``.
+
+    Keeps the length; the first ``delay_frames`` frames repeat the first
+    prediction (edge padding).
+
+    >>> align_delay(np.array([[1.0], [2.0], [3.0]]), 1)[:, 0].tolist()
+    [1.0, 1.0, 2.0]
+    """
+    if delay_frames < 0:
+        raise ValueError("the annotation delay cannot be negative")
+    if delay_frames == 0 or len(pred) == 0:
+        return pred
+    d = min(delay_frames, len(pred))
+    return np.concatenate([np.repeat(pred[:1], d, axis=0), pred[: len(pred) - d]], axis=0)
+
+
+def _times(session: CachedSession, label_rate: float) -> np.ndarray:
+    for stream in ("labels", "audio", "faces", "text"):
+        if session.has(stream):
+            try:
+                return np.asarray(read_stream(session.streams[stream], keys=["times"])["times"], dtype=np.float64)
+            except KeyError:
+                continue
+    return np.arange(session.n_frames, dtype=np.float64) / label_rate
+
+
+@torch.no_grad()
+def predict_recordings(
+    model: torch.nn.Module,
+    dataset: SessionWindows,
+    *,
+    device: torch.device,
+    batch_size: int = 1,
+    delay_frames: int = 0,
+    label_rate: float = 10.0,
+) -> list[RecordingPrediction]:
+    """Run ``model`` over every whole recording of ``dataset`` (built with ``window=None``).
+
+    Predictions are delay-aligned with :func:`align_delay`. The model is put
+    in eval mode and restored to its previous mode afterwards.
+    """
+    if dataset.window is not None:
+        raise ValueError("predict_recordings needs whole recordings (SessionWindows(window=None))")
+    was_training = model.training
+    model.eval()
+    out: list[RecordingPrediction] = []
+    try:
+        for start in range(0, len(dataset), batch_size):
+            idx = list(range(start, min(len(dataset), start + batch_size)))
+            items = [dataset[j] for j in idx]
+            batch = {k: v.to(device) for k, v in collate(items).items()}
+            pred = model(batch).pred.float().cpu().numpy()
+            for row, j in enumerate(idx):
+                session = dataset.sessions[dataset.items[j][0]]
+                n = len(items[row]["mask"])
+                p = align_delay(pred[row, :n, :2].astype(np.float64), delay_frames)
+                gold = items[row]["labels"].numpy().astype(np.float64) if "labels" in items[row] else None
+                out.append(RecordingPrediction(session.name, session.partition, _times(session, label_rate), p, gold))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def partition_scores(preds: Sequence[RecordingPrediction]) -> dict[str, float]:
+    """CCC per dimension on the concatenation of recordings, plus their ``mean``."""
+    labelled = [p for p in preds if p.gold is not None]
+    if not labelled:
+        raise ValueError("no recording has labels to score")
+    pred = np.concatenate([p.pred for p in labelled])
+    gold = np.concatenate([p.gold for p in labelled])  # type: ignore[misc]
+    scores = {d: ccc(pred[:, i], gold[:, i]) for i, d in enumerate(DIMENSIONS)}
+    scores["mean"] = float(np.mean([scores[d] for d in DIMENSIONS]))
+    return scores
+
+
+def recording_scores(preds: Sequence[RecordingPrediction]) -> dict[str, dict[str, float]]:
+    """CCC per dimension (and ``mean``) of every labelled recording, keyed by name."""
+    out: dict[str, dict[str, float]] = {}
+    for p in preds:
+        if p.gold is None:
+            continue
+        s = {d: ccc(p.pred[:, i], p.gold[:, i]) for i, d in enumerate(DIMENSIONS)}
+        s["mean"] = float(np.mean([s[d] for d in DIMENSIONS]))
+        out[p.name] = s
+    return out
+
+
+def dataset_options(prepare_config: dict[str, Any]) -> dict[str, int]:
+    """Input sizes of a cache (face size, words per frame, audio samples per frame)."""
+    return {
+        "face_size": int(prepare_config.get("faces", {}).get("size", 96)),
+        "max_words": int(prepare_config.get("text", {}).get("max_words", 30)),
+        "audio_frame": int(prepare_config.get("audio", {}).get("frame_samples", 2205)),
+    }
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import the configuration's ``imports`` (modules that register extra models)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"imports: cannot import {name!r}: {exc}") from None
+
+
+def build_model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The registered model of a checkpoint's config with its weights loaded."""
+    from mmaffect.models import create_model
+
+    cfg = ckpt["config"]
+    import_modules(cfg.get("imports") or [])
+    model = create_model(cfg["model_name"], **cfg.get("model_options", {}))
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x != x else f"{x:.3f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table (numbers formatted with 3 decimals).
+
+    >>> print(markdown_table(["a", "b"], [["x", 0.5]]))
+    | a | b |
+    |---|---|
+    | x | 0.500 |
+    """
+    def cell(v: Any) -> str:
+        return _fmt(v) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass
+class EvalReport:
+    """Scores of one run: ``scores[partition][dimension]`` and the predictions behind them."""
+
+    run: Path
+    checkpoint: str
+    delay_seconds: float
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_recording: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    predictions: dict[str, list[RecordingPrediction]] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        rows = [[p, s["arousal"], s["valence"], s["mean"]] for p, s in self.scores.items()]
+        head = (f"{self.run} ({self.checkpoint}.pt, annotation delay {self.delay_seconds:g} s; "
+                "CCC on the concatenated recordings)\n\n")
+        return head + markdown_table(["partition", "arousal", "valence", "mean"], rows)
+
+
+def evaluate_run(
+    run: str | Path,
+    *,
+    partitions: Sequence[str] = ("devel",),
+    checkpoint: str = "best",
+    delay_compensation: float | None = None,
+    cache: str | Path | None = None,
+    device: str = "auto",
+    write: bool = True,
+) -> EvalReport:
+    """Score a run's checkpoint on cached partitions and write the tables and predictions.
+
+    A partition without labels (e.g. SEWA test) gets predictions but no scores.
+    """
+    from mmaffect.training.distributed import resolve_device
+
+    run = Path(run)
+    ckpt = load_checkpoint(run / f"{checkpoint}.pt")
+    cfg = ckpt["config"]
+    model = build_model_from_checkpoint(ckpt)
+    dev = resolve_device(device)
+    model.to(dev)
+    cache_obj = Cache(cache if cache is not None else cfg["data"]["cache"])
+    prep = cache_obj.config()
+    if ckpt.get("prepare_config") is not None and prep != ckpt["prepare_config"]:
+        print(f"warning: {cache_obj.root} was prepared with another configuration than the run's cache",
+              file=sys.stderr)
+    label_rate = float(prep.get("label_rate", 10.0))
+    delay_s = float(cfg["data"].get("annotation_delay", 0.0)) if delay_compensation is None else delay_compensation
+    delay_frames = int(round(delay_s * label_rate))
+    modalities = cfg["data"]["modalities"]
+    report = EvalReport(run=run, checkpoint=checkpoint, delay_seconds=delay_s)
+    for part in partitions:
+        sessions = cache_obj.sessions(partitions=[part])
+        if not sessions:
+            raise ConfigError(f"{cache_obj.root}: no prepared session in partition {part!r}")
+        ds = SessionWindows(sessions, modalities=modalities, window=None, require_labels=False,
+                            embed_dim=_embed_dim(cfg), **dataset_options(prep))
+        preds = predict_recordings(model, ds, device=dev, batch_size=int(cfg["optim"].get("eval_batch_size", 1)),
+                                   delay_frames=delay_frames, label_rate=label_rate)
+        report.predictions[part] = preds
+        if any(p.gold is not None for p in preds):
+            report.scores[part] = partition_scores(preds)
+            report.per_recording[part] = recording_scores(preds)
+    if write:
+        _write_report(report)
+    return report
+
+
+def _embed_dim(cfg: dict[str, Any]) -> int | None:
+    if "text" not in cfg["data"]["modalities"]:
+        return None
+    dim = cfg.get("model_options", {}).get("embed_dim")
+    return int(dim) if dim is not None else None
+
+
+def _write_report(report: EvalReport) -> None:
+    out = report.run / "eval"
+    tag = report.checkpoint
+    rows = [[p, d, s[d]] for p, s in report.scores.items() for d in (*DIMENSIONS, "mean")]
+    atomic_write_text(out / f"scores-{tag}.csv", _csv_text(["partition", "dimension", "ccc"], rows))
+    atomic_write_text(out / f"scores-{tag}.md", report.markdown() + "\n")
+    rec_rows = [[p, name, s["arousal"], s["valence"], s["mean"]]
+                for p, recs in report.per_recording.items() for name, s in recs.items()]
+    atomic_write_text(out / f"per_recording-{tag}.csv",
+                      _csv_text(["partition", "recording", "arousal", "valence", "mean"], rec_rows))
+    for part, preds in report.predictions.items():
+        for p in preds:
+            gold = p.gold if p.gold is not None else np.full_like(p.pred, np.nan)
+            rows = [[f"{t:.3f}", *(f"{v:.6g}" for v in p.pred[i]),
+                     *("" if np.isnan(v) else f"{v:.6g}" for v in gold[i])] for i, t in enumerate(p.times)]
+            atomic_write_text(out / f"predictions-{tag}" / part / f"{p.name}.csv",
+                              _csv_text(["time", "arousal", "valence", "gold_arousal", "gold_valence"], rows))
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(times, pred (T,2), gold (T,2))`` of a predictions CSV written by :func:`evaluate_run`."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    def col(name: str) -> np.ndarray:
+        return np.array([float(r[name]) if r[name] != "" else np.nan for r in rows])
+    return (col("time"), np.stack([col("arousal"), col("valence")], 1),
+            np.stack([col("gold_arousal"), col("gold_valence")], 1))
+
+
+def summarize_runs(reports: Sequence[EvalReport]) -> str:
+    """Seed repeats as mean ± std (sample std, ddof 1) per partition and dimension (Markdown)."""
+    from mmaffect.training.stats import format_mean_std, mean_std
+
+    parts = [p for p in reports[0].scores if all(p in r.scores for r in reports)]
+    rows = []
+    for p in parts:
+        cells: list[Any] = [p]
+        for d in (*DIMENSIONS, "mean"):
+            m, s = mean_std([r.scores[p][d] for r in reports])
+            cells.append(format_mean_std(m, s))
+        rows.append(cells)
+    head = f"{len(reports)} runs ({reports[0].checkpoint}.pt): mean ± std (ddof 1) of CCC\n\n"
+    return head + markdown_table(["partition", "arousal", "valence", "mean"], rows)

@@ -1,0 +1,510 @@
+"""Training of a registered model on a prepared cache (paper Sections 5.2-5.4).
+
+``mmaffect train CONFIG [key=value ...] --out RUN [--resume]`` calls
+:func:`train`. The default configuration is ``configs/train.yaml``; a user's
+file only lists what differs from it.
+
+One epoch draws new random windows of ``data.window`` frames from every
+training recording (``SessionWindows.set_epoch``), shuffles them with a
+seeded sampler, and minimises the paper's loss ``J = mean(1 − ρ_c)`` over
+arousal and valence with Adam and gradient-norm clipping. After each epoch
+the model is scored on the *whole* development recordings: CCC per dimension
+on their concatenation (AVEC practice), the mean of arousal and valence being
+the selection score — **higher is better**; ``best.pt`` keeps the best epoch.
+
+Run folder::
+
+    RUN/config.yaml           the resolved configuration (every model option spelt out)
+    RUN/last.pt, RUN/best.pt  checkpoints (see mmaffect.training.checkpoint)
+    RUN/log.csv               epoch, step, train_loss, dev_arousal, dev_valence, dev_mean, seconds
+    RUN/learning_curves.png   train loss and dev CCC per epoch
+
+Reproducibility: everything is seeded from ``seed``; the window starts
+depend on (seed, epoch), the window order on seed + epoch, and the random
+states of python/numpy/torch are saved after every epoch, so a run killed
+after epoch k and resumed with ``--resume`` ends (on CPU) with exactly the
+weights of an uninterrupted run. The dataset is stateless, so
+``data.num_workers > 0`` gives the same batches.
+
+Annotation delay (``data.annotation_delay``, seconds, converted to
+``d`` label frames): the model's output at input frame ``t`` is trained
+against the label at frame ``t + d`` (the label lags the behaviour it
+describes). In a training window the last ``d`` outputs and the first ``d``
+labels have no partner and are left out of the loss; evaluation shifts whole
+recordings (see :func:`mmaffect.training.evaluate.align_delay`).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mmaffect.config import apply_overrides, builtin_config, dump_config, merge
+from mmaffect.data.cache import Cache
+from mmaffect.data.dataset import SessionWindows, collate
+from mmaffect.errors import ConfigError
+from mmaffect.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    plain,
+    restore_rng_state,
+    save_checkpoint,
+)
+from mmaffect.training.distributed import (
+    BlockDistributedSampler,
+    DistContext,
+    barrier,
+    broadcast_float,
+    pooled_ccc_loss,
+    resolve_device,
+    unwrap,
+    wrap_ddp,
+)
+from mmaffect.training.evaluate import (
+    dataset_options,
+    import_modules,
+    partition_scores,
+    predict_recordings,
+)
+from mmaffect.training.metrics import ccc_loss
+from mmaffect.utils.io import atomic_path, atomic_write_text
+
+__all__ = [
+    "load_train_config",
+    "resolve_train_config",
+    "seed_everything",
+    "EpochResult",
+    "TrainResult",
+    "train",
+    "delay_pairs",
+    "LOG_COLUMNS",
+]
+
+LOG_COLUMNS = ("epoch", "step", "train_loss", "dev_arousal", "dev_valence", "dev_mean", "seconds")
+
+# Keys a resumed run may change (everything else must equal the checkpoint's).
+RESUMABLE_KEYS = ("optim.epochs", "optim.patience", "data.num_workers", "device", "log.plot", "log.progress")
+
+# Section 5.4: batch 20 for text and audio, 3 for visual and multimodal networks.
+PAPER_BATCH = {"text": 20, "audio": 20, "visual": 3, "multimodal": 3}
+
+
+def _model_kind(modalities: Iterable[str]) -> str:
+    mods = tuple(modalities)
+    return mods[0] if len(mods) == 1 else "multimodal"
+
+
+def load_train_config(source: str | Path | Mapping[str, Any] | None = None,
+                      overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a training configuration, merge it onto the defaults and apply overrides.
+
+    ``source``: a YAML file, a mapping, or None for the built-in defaults.
+    ``model_options.<key>=value`` overrides may name any option of the
+    chosen model (they are applied after the model's defaults are filled in).
+    """
+    from mmaffect.config import _read_yaml
+
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        raw = _read_yaml(Path(source))
+    defaults = builtin_config("train")
+    user_options = dict(raw.pop("model_options", None) or {})
+    user_tune = raw.pop("tune", None)
+    cfg = merge(defaults, raw)
+    if user_tune is not None:
+        cfg["tune"] = _merge_tune(defaults["tune"], user_tune)
+    cfg["model_options"] = user_options
+    overrides = list(overrides)
+    late = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model_options.")]
+    early = [o for o in overrides if o not in late]
+    cfg = apply_overrides(cfg, early)
+    cfg = resolve_train_config(cfg)
+    cfg = apply_overrides(cfg, late)
+    return resolve_train_config(cfg)
+
+
+def _merge_tune(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key == "space":
+            out["space"] = {**out.get("space", {}), **copy.deepcopy(dict(value))}
+        elif key not in out:
+            raise ConfigError(f"unknown configuration key 'tune.{key}' (known: {', '.join(sorted(out))})")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill what the configuration leaves to the model: every model option, modalities, batch size.
+
+    Raises :class:`ConfigError` for an unknown model, model option or modality.
+    """
+    from mmaffect.models import get_spec
+
+    out = plain(dict(cfg))
+    import_modules(out.get("imports") or [])
+    spec = get_spec(str(out["model_name"]))
+    unknown = set(out.get("model_options") or {}) - set(spec.defaults)
+    if unknown:
+        raise ConfigError(f"model {spec.name!r} has no option(s) {sorted(unknown)}; options: {sorted(spec.defaults)}")
+    out["model_options"] = plain({**spec.defaults, **(out.get("model_options") or {})})
+    data = out["data"]
+    if data.get("modalities") is None:
+        data["modalities"] = list(spec.modalities)
+    missing = set(spec.modalities) - set(data["modalities"])
+    if missing:
+        raise ConfigError(f"data.modalities lacks {sorted(missing)}, which model {spec.name!r} reads")
+    optim = out["optim"]
+    if optim.get("batch_size") in (None, "auto"):
+        optim["batch_size"] = PAPER_BATCH[_model_kind(spec.modalities)]
+    for key in ("batch_size", "epochs", "eval_batch_size"):
+        if not isinstance(optim[key], int) or optim[key] < 1:
+            raise ConfigError(f"optim.{key} must be a positive integer, not {optim[key]!r}")
+    if data["window"] is not None and (not isinstance(data["window"], int) or data["window"] < 2):
+        raise ConfigError(f"data.window must be an integer ≥ 2 (frames), not {data['window']!r}")
+    if float(data.get("annotation_delay", 0.0)) < 0:
+        raise ConfigError("data.annotation_delay cannot be negative")
+    if optim.get("scheduler", "none") not in ("none", "plateau"):
+        raise ConfigError(f"optim.scheduler must be 'none' or 'plateau', not {optim['scheduler']!r}")
+    init = out.get("init_from") or {}
+    extra = {m for m, p in init.items() if p} - set(spec.modalities)
+    if extra or (any(init.values()) and len(spec.modalities) < 2):
+        raise ConfigError(f"init_from names branches {sorted(m for m, p in init.items() if p)} but "
+                          f"{spec.name!r} is not a multimodal model with those branches")
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def delay_pairs(pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor,
+                delay: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pair the output at frame ``t`` with the label at ``t + delay`` within each window.
+
+    Returns ``(pred[:, :T-d], gold[:, d:], mask[:, :T-d] & mask[:, d:])``.
+
+    >>> p, g, m = delay_pairs(torch.arange(4.).view(1, 4, 1), torch.arange(4.).view(1, 4, 1),
+    ...                       torch.ones(1, 4, dtype=torch.bool), 1)
+    >>> p.flatten().tolist(), g.flatten().tolist()
+    ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    """
+    if delay <= 0:
+        return pred, gold, mask
+    t = pred.shape[1]
+    if delay >= t:
+        raise ConfigError(f"annotation delay of {delay} frames does not fit a window of {t} frames")
+    return pred[:, : t - delay], gold[:, delay:], mask[:, : t - delay] & mask[:, delay:]
+
+
+@dataclass
+class EpochResult:
+    """What one epoch gave (passed to ``epoch_callback``)."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    dev: dict[str, float]
+    seconds: float
+    is_best: bool
+
+    def row(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "train_loss": self.train_loss,
+                "dev_arousal": self.dev["arousal"], "dev_valence": self.dev["valence"],
+                "dev_mean": self.dev["mean"], "seconds": self.seconds}
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    run: Path
+    best_score: float
+    best_epoch: int
+    epochs: int
+    step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _score(value: float) -> float:
+    return -math.inf if value is None or math.isnan(value) else float(value)
+
+
+def _dotted(cfg: Mapping[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    a, b = copy.deepcopy(plain(dict(new))), copy.deepcopy(plain(dict(old)))
+    for key in RESUMABLE_KEYS:
+        for c in (a, b):
+            node = c
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node.get(part, {})
+            node.pop(parts[-1], None)
+    if a != b:
+        diff = sorted(_diff_keys(a, b))
+        raise ConfigError(f"--resume: the configuration differs from the run's in {diff}; only "
+                          f"{list(RESUMABLE_KEYS)} may change when resuming")
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(LOG_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in LOG_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Train loss and dev CCC per epoch (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(epochs, [r["train_loss"] for r in history], marker="o")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss (1 − CCC)")
+    for key, label in (("dev_arousal", "arousal"), ("dev_valence", "valence"), ("dev_mean", "mean")):
+        ax2.plot(epochs, [r[key] for r in history], marker="o", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("dev CCC")
+    ax2.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _build_model(cfg: Mapping[str, Any]) -> torch.nn.Module:
+    from mmaffect.models import create_model
+
+    return create_model(cfg["model_name"], **cfg["model_options"])
+
+
+def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, str]:
+    sources = {m: p for m, p in (cfg.get("init_from") or {}).items() if p}
+    if not sources:
+        return {}
+    from mmaffect.models.assembly import load_branch_weights
+
+    return load_branch_weights(model, sources)  # type: ignore[arg-type]
+
+
+def train(
+    config: Mapping[str, Any],
+    *,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    epoch_callback: Callable[[EpochResult], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` (resolved with :func:`resolve_train_config`) into the run folder ``out``.
+
+    ``resume=True`` continues from ``out/last.pt``; ``ctx`` is the
+    data-parallel context (default: one process on ``config['device']``).
+    ``epoch_callback`` is called on every rank after each epoch's checkpoints
+    are written; an exception it raises (e.g. ``optuna.TrialPruned``) ends
+    training and propagates.
+    """
+    cfg = resolve_train_config(config)
+    out = Path(out)
+    if ctx is None:
+        ctx = DistContext(device=resolve_device(str(cfg["device"])))
+    device = ctx.device
+    data, optim_cfg = cfg["data"], cfg["optim"]
+    last_path = out / "last.pt"
+    if resume:
+        if not last_path.is_file():
+            raise ConfigError(f"--resume: {last_path} does not exist")
+    elif last_path.exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+    cache = Cache(data["cache"])
+    prepare_config = cache.config()
+    label_rate = float(prepare_config.get("label_rate", 10.0))
+    delay = int(round(float(data.get("annotation_delay", 0.0)) * label_rate))
+    ds_opts = dataset_options(prepare_config)
+    embed_dim = cfg["model_options"].get("embed_dim") if "text" in data["modalities"] else None
+    train_sessions = cache.sessions(partitions=list(data["train_partitions"]))
+    dev_sessions = cache.sessions(partitions=list(data["devel_partitions"]))
+    if not train_sessions or not dev_sessions:
+        raise ConfigError(f"{cache.root}: no sessions in partitions {data['train_partitions']} (train) "
+                          f"or {data['devel_partitions']} (devel)")
+    seed = int(cfg["seed"])
+    train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
+                              embed_dim=embed_dim, **ds_opts)
+    dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
+                            embed_dim=embed_dim, **ds_opts)
+
+    seed_everything(seed)
+    model = _build_model(cfg)
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_checkpoint(last_path)
+        _check_resume_config(cfg, ckpt["config"])
+        model.load_state_dict(ckpt["model"])
+    else:
+        loaded = _init_branches(model, cfg)
+        if loaded and ctx.is_main and progress:
+            print("initialised branches: " + ", ".join(f"{m} ← {s}" for m, s in loaded.items()), file=sys.stderr)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(optim_cfg["lr"]),
+                                 betas=tuple(float(b) for b in optim_cfg["betas"]),  # type: ignore[arg-type]
+                                 eps=float(optim_cfg["eps"]), weight_decay=float(optim_cfg["weight_decay"]))
+    scheduler = None
+    if optim_cfg.get("scheduler", "none") == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
+
+    start_epoch, step, best, best_epoch, stale = 0, 0, -math.inf, 0, 0
+    history: list[dict[str, Any]] = []
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        best, best_epoch, stale = float(ckpt["best_score"]), int(ckpt["best_epoch"]), int(ckpt["stale_epochs"])
+        history = list(ckpt["history"])
+        restore_rng_state(ckpt["rng"])
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+    if ctx.enabled and not resume:
+        # Different dropout masks per rank (the model weights are broadcast by DDP).
+        torch.manual_seed(seed + 1_000_003 * ctx.rank)
+    net = wrap_ddp(model, ctx=ctx)
+
+    sampler = BlockDistributedSampler(train_ds, batch_size=int(optim_cfg["batch_size"]),
+                                      num_replicas=ctx.world_size, rank=ctx.rank, seed=seed)
+    grad_clip = optim_cfg.get("grad_clip")
+    patience = optim_cfg.get("patience")
+    epochs = int(optim_cfg["epochs"])
+    plot = bool(cfg.get("log", {}).get("plot", True))
+    show = progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main
+    stopped_early = patience is not None and stale >= int(patience) and start_epoch > 0
+
+    for epoch in range(start_epoch, epochs if not stopped_early else start_epoch):
+        t0 = time.perf_counter()
+        train_ds.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        gen = torch.Generator()
+        gen.manual_seed(seed * 7919 + epoch)
+        loader = DataLoader(train_ds, batch_size=sampler.local_batch, sampler=sampler, collate_fn=collate,
+                            num_workers=int(data["num_workers"]), worker_init_fn=_worker_init, generator=gen,
+                            pin_memory=device.type == "cuda")
+        net.train()
+        total, batches = 0.0, 0
+        bar = _progress(loader, show, f"epoch {epoch + 1}/{epochs}")
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            output = net(batch)
+            pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
+                                           batch["mask"], delay)
+            loss = pooled_ccc_loss(pred, gold, mask, ctx=ctx) if ctx.enabled else ccc_loss(pred, gold, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), float(grad_clip))
+            optimizer.step()
+            step += 1
+            batches += 1
+            total += float(loss.item())
+            if show and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / batches:.4f}")
+        train_loss = total / max(1, batches)
+
+        dev = {"arousal": float("nan"), "valence": float("nan"), "mean": float("nan")}
+        if ctx.is_main:
+            preds = predict_recordings(unwrap(net), dev_ds, device=device,
+                                       batch_size=int(optim_cfg["eval_batch_size"]),
+                                       delay_frames=delay, label_rate=label_rate)
+            dev = partition_scores(preds)
+        if ctx.enabled:
+            dev = {k: broadcast_float(v, ctx=ctx) for k, v in dev.items()}
+        score = _score(dev["mean"])
+        is_best = score > best or best_epoch == 0
+        if is_best:
+            best, best_epoch, stale = score, epoch + 1, 0
+        else:
+            stale += 1
+        if scheduler is not None:
+            scheduler.step(score)
+        result = EpochResult(epoch + 1, step, train_loss, dev, time.perf_counter() - t0, is_best)
+        history.append(result.row())
+        if ctx.is_main:
+            state = dict(model=unwrap(net), optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1, step=step,
+                         best_score=best, best_epoch=best_epoch, stale_epochs=stale, history=history,
+                         config=cfg, prepare_config=prepare_config, rng=capture_rng_state())
+            if is_best:
+                save_checkpoint(out / "best.pt", **state)
+            save_checkpoint(last_path, **state)
+            _write_log(out / "log.csv", history)
+            if plot:
+                plot_learning_curves(history, out / "learning_curves.png")
+            if show:
+                print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, dev CCC arousal {dev['arousal']:.3f} "
+                      f"valence {dev['valence']:.3f} mean {dev['mean']:.3f}" + (" (best)" if is_best else ""),
+                      file=sys.stderr)
+        barrier(ctx)
+        if epoch_callback is not None:
+            epoch_callback(result)
+        if patience is not None and stale >= int(patience):
+            stopped_early = True
+            break
+    return TrainResult(run=out, best_score=best, best_epoch=best_epoch, epochs=len(history), step=step,
+                       history=history, stopped_early=stopped_early)
+
+
+def _progress(it: Any, show: bool, desc: str) -> Any:
+    if not show:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
+                disable=not sys.stderr.isatty() and os.environ.get("MMAFFECT_PROGRESS") != "1")
