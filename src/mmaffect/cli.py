@@ -91,7 +91,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
     print("| model | modalities | parameters | GFLOPs / frame | paper |")
     print("|---|---|---:|---:|---|")
     for r in rows:
-        print(f"| {r['name']} | {', '.join(r['modalities'])} | {r['params']:,} | {r['gflops_per_frame']:.3f} | "
+        print(f"| {r['name']} | {r['modalities']} | {r['params']:,} | {r['flops_per_frame'] / 1e9:.3f} | "
               f"{r.get('paper_ref', '')} |")
 
 
