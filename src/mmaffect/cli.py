@@ -23,7 +23,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
     report = synthesize(Path(args.out), n_train=args.train, n_devel=args.devel, n_test=args.test,
                         duration=args.duration, width=args.width, height=args.height, fps=args.fps,
-                        seed=args.seed, progress=not args.quiet)
+                        seed=args.seed, progress=not args.quiet, jobs=args.jobs)
     print(report)
 
 
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=240)
     s.add_argument("--fps", type=float, default=25)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--jobs", type=int, default=1, help="sessions written in parallel processes")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_synth)
 
