@@ -158,3 +158,19 @@ def test_interlocutor_vector_torch_and_numpy_agree():
     a = interlocutor_vector(frames, target)
     b = interlocutor_vector(torch.from_numpy(frames), torch.from_numpy(target)).numpy()
     np.testing.assert_array_equal(a, b)
+
+
+def test_video_without_audio_track_masks_audio(corpus, prepared, tmp_path):
+    # generic layout, video only: its (absent) audio track means "no audio", masked and reported
+    _, cfg, _ = prepared
+    session_dir = tmp_path / "generic" / "silent"
+    session_dir.mkdir(parents=True)
+    shutil.copy(corpus / "video" / "Devel_01.avi", session_dir / "video.avi")
+    report = prepare(read_corpus(tmp_path / "generic"), tmp_path / "cache", config=cfg, progress=False)
+    entry = report.sessions["silent"]
+    assert entry["streams"]["audio"] is None and entry["report"]["audio"] == {"absent": True}
+    assert entry["streams"]["faces"] is not None
+    assert 78 <= entry["n_frames"] <= 80  # from the video's duration
+    s = Cache(tmp_path / "cache").sessions()[0]
+    item = SessionWindows([s], window=None, require_labels=False, modalities=("audio", "visual"))[0]
+    assert not item["audio_mask"].any() and item["face_mask"].any()

@@ -24,7 +24,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     report = synthesize(Path(args.out), n_train=args.train, n_devel=args.devel, n_test=args.test,
                         duration=args.duration, width=args.width, height=args.height, fps=args.fps,
                         seed=args.seed, progress=not args.quiet, jobs=args.jobs)
-    print(report)
+    print(f"wrote {len(report.sessions)} sessions ({report.duration:.0f} s, {report.bytes / 2**20:.1f} MiB) "
+          f"to {report.root} in {report.seconds:.1f} s")
 
 
 def _csv_list(text: str) -> list[str]:

@@ -71,7 +71,7 @@ def media_duration(session: Session, cfg: dict[str, Any]) -> float:
     from mmaffect.preprocess.audio import load_audio
     from mmaffect.preprocess.video import probe_video
 
-    if session.audio is not None:
+    if audio_source(session) is not None:
         sr = cfg["audio"]["sample_rate"]
         return len(load_audio(session.audio, sample_rate=sr)) / sr
     if session.video is not None:
@@ -88,6 +88,23 @@ def _digest_or_none(path: Path | None) -> str | None:
     return None if path is None else file_digest(path)
 
 
+def audio_source(session: Session) -> Path | None:
+    """The file to read audio from, or ``None`` when the session has no audio.
+
+    A generic-layout session without an audio file takes the video's own
+    track; a video without an audio track then means "no audio" (masked and
+    reported), not an error. An explicit audio file must decode.
+    """
+    if session.audio is None:
+        return None
+    if session.meta.get("audio_from_video"):
+        from mmaffect.preprocess.video import probe_video
+
+        if not probe_video(session.audio).has_audio:
+            return None
+    return Path(session.audio)
+
+
 def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder_id: dict | None) -> dict[str, str | None]:
     """Cache key per stream; ``None`` where the stream's input is absent."""
     inputs = session.inputs()
@@ -98,7 +115,7 @@ def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedd
     keys["audio"] = (
         params_digest({**base, "audio": digests["audio"], "turns": digests.get("turns"),
                        "target_known": session.target_turns is not None, "p": cfg["audio"]})
-        if session.audio is not None else None
+        if audio_source(session) is not None else None
     )
     keys["faces"] = (
         params_digest({**base, "video": digests["video"], "p": cfg["faces"]})
@@ -242,6 +259,7 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
     for stream, key in keys.items():
         if key is None:
             entry["streams"][stream] = None
+            entry["report"][stream] = {"absent": True}
             continue
         path = cache.stream_path(session.name, stream, key)
         if path.exists():
