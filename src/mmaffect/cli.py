@@ -99,7 +99,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from mmaffect.demo import run_demo
 
-    run_demo(Path(args.workdir), quick=args.quick)
+    run_demo(Path(args.workdir), quick=args.quick, train=not args.no_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--workdir", default="demo_output")
-    s.add_argument("--quick", action="store_true", help="smaller corpus (for tests)")
+    s.add_argument("--quick", action="store_true", help="tiny corpus, one epoch (for tests)")
+    s.add_argument("--no-train", action="store_true", help="only write and prepare the corpus")
     s.set_defaults(func=_cmd_demo)
     return p
 

@@ -57,7 +57,7 @@ def write_stream(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any
                     data=arr,
                     chunks=_chunks(arr),
                     compression="gzip" if arr.size > 0 else None,
-                    compression_opts=4 if arr.size > 0 else None,
+                    compression_opts=(1 if arr.dtype == np.uint8 else 4) if arr.size > 0 else None,
                     shuffle=arr.size > 0 and arr.dtype.itemsize > 1,
                 )
             f.attrs["format_version"] = FORMAT_VERSION
