@@ -113,7 +113,7 @@ def test_two_gloo_processes_match_one_process(setup: tuple[Path, Path], tmp_path
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), *sys.path]), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mmaffect.training.cli_commands", "train", str(tmp_path / "cfg.yaml"),
+           "-m", "mmaffect.cli", "train", str(tmp_path / "cfg.yaml"),
            "--out", str(tmp_path / "ddp"), "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

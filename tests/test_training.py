@@ -26,7 +26,7 @@ from mmaffect.errors import ConfigError
 from mmaffect.preprocess.pipeline import default_prepare_config
 from mmaffect.training import trainer as trainer_mod
 from mmaffect.training.checkpoint import load_checkpoint
-from mmaffect.training.cli_commands import main as cli_main
+from mmaffect.cli import main as cli_main
 from mmaffect.training.evaluate import (
     RecordingPrediction,
     align_delay,
@@ -199,7 +199,7 @@ def test_kill_and_resume_equals_uninterrupted(plugin_dir: Path, cache: Path, tmp
     script = textwrap.dedent(f"""
         import os, signal, sys
         import mmaffect.training.trainer as t
-        from mmaffect.training.cli_commands import main
+        from mmaffect.cli import main
         orig = t._write_log
         def write_then_die(path, history):
             orig(path, history)

@@ -56,7 +56,7 @@ from einops import rearrange
 from torch import nn
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
-from mmaffect.models.layers import frame_presence, masked_softmax, run_on_present, same_pad1d
+from mmaffect.models.layers import frame_presence, run_on_present, same_pad1d
 
 
 def _present(batch: Batch, audio: torch.Tensor) -> torch.Tensor:

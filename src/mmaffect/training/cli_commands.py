@@ -1,10 +1,9 @@
 """The ``train``, ``evaluate`` and ``tune`` subcommands of ``mmaffect``.
 
 ``mmaffect.cli`` registers them with :func:`add_train_parser`,
-:func:`add_evaluate_parser` and :func:`add_tune_parser`. They also run on
-their own: ``python -m mmaffect.training.cli_commands train cfg.yaml --out run``
-(the form torchrun can launch: ``torchrun --standalone --nproc_per_node 2 -m
-mmaffect.training.cli_commands train ...``).
+:func:`add_evaluate_parser` and :func:`add_tune_parser`. torchrun launches
+the same command: ``torchrun --standalone --nproc_per_node 2 -m mmaffect.cli
+train ...``.
 
 Usage::
 
@@ -18,13 +17,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from mmaffect.errors import ConfigError, MMAffectError
+from mmaffect.errors import ConfigError
 
-__all__ = ["add_train_parser", "add_evaluate_parser", "add_tune_parser", "main"]
+__all__ = ["add_train_parser", "add_evaluate_parser", "add_tune_parser"]
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -143,25 +141,3 @@ def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_tune)
     return s
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point with the three subcommands (errors: one line, exit status 2)."""
-    p = argparse.ArgumentParser(prog="mmaffect", description="train, evaluate and tune mmaffect models")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_train_parser(sub)
-    add_evaluate_parser(sub)
-    add_tune_parser(sub)
-    args = p.parse_args(argv)
-    try:
-        args.func(args)
-    except MMAffectError as exc:
-        print(f"mmaffect {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
