@@ -59,12 +59,12 @@ def paper_batch_size(name: str) -> int:
     return 3 if "visual" in modalities else 20
 
 
-def run_worker(name: str, *, quick: bool, frames: int, steps: int, words: int) -> dict:
+def run_worker(name: str, *, quick: bool, frames: int, steps: int, words: int, batch: int | None = None) -> dict:
     torch.manual_seed(0)
     overrides = tiny_overrides(name) if quick else {}
     model = create_model(name, **overrides).train()
     sizes = tiny_inputs(name) if quick else {**input_options(name), "words": words}
-    batch_size = 1 if quick else paper_batch_size(name)
+    batch_size = 1 if quick else (batch or paper_batch_size(name))
     batch = example_batch(
         sizes["modalities"], batch=batch_size, frames=frames, embed_dim=sizes["embed_dim"],
         image_size=sizes["image_size"], words=sizes["words"], frame_samples=sizes["frame_samples"],
@@ -103,6 +103,8 @@ def run_worker(name: str, *, quick: bool, frames: int, steps: int, words: int) -
 def run_in_subprocess(name: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--frames", str(args.frames), "--steps", str(args.steps),
            "--words", str(args.words)]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
     if args.quick:
         cmd.append("--quick")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="frames per sequence (default 100; quick 4)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 3; quick 1)")
     parser.add_argument("--words", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="sequences per step for every model (default: Section 5.4's 20 text/audio, 3 visual/multimodal)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per model")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -149,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args.frames = args.frames or (4 if args.quick else 100)
     args.steps = args.steps or (1 if args.quick else 3)
     if args.worker:
-        row = run_worker(args.worker, quick=args.quick, frames=args.frames, steps=args.steps, words=args.words)
+        row = run_worker(args.worker, quick=args.quick, frames=args.frames, steps=args.steps, words=args.words,
+                         batch=args.batch)
         print(json.dumps(row))
         return 0
     names = args.models or list_models()

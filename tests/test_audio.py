@@ -251,3 +251,23 @@ def test_pcm16_round_trip(x: np.ndarray) -> None:
     back = from_pcm16(pcm)
     assert back.dtype == np.float32
     assert np.max(np.abs(back - x)) <= 0.5 / 32767 + 1e-7
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.integers(0, 50),
+    n=st.integers(1, 40),
+    rate=st.sampled_from([8000, 16000, 22050]),
+    extra=st.integers(0, 3000),
+)
+def test_frame_alignment_property(start: int, n: int, rate: int, extra: int) -> None:
+    """Frame i holds exactly the samples [round(t_i * sr), +F) of the signal."""
+    frame = rate // 10
+    times = (start + np.arange(n)) / 10.0
+    length = int(round(times[-1] * rate)) + frame + extra
+    signal = (np.arange(length) % 30000).astype(np.float32) / 32768.0
+    frames, valid = frame_audio(signal, times, sample_rate=rate, frame_samples=frame)
+    assert frames.shape == (n, frame) and valid.all()
+    for i, t in enumerate(times):
+        first = int(round(t * rate))
+        np.testing.assert_array_equal(frames[i], signal[first:first + frame])
