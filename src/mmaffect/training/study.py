@@ -79,6 +79,33 @@ def _train_run(cfg: dict[str, Any], run: Path, progress: bool) -> float:
     return seconds
 
 
+def train_and_score(
+    *,
+    cache: str | Path,
+    out: str | Path,
+    model_name: str,
+    seed: int = 0,
+    partitions: Sequence[str] = ("devel",),
+    config_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+) -> StudyResult:
+    """Train one model of ``config_dir`` from scratch (no branch initialisation) and score it."""
+    config_dir = Path(config_dir) if config_dir is not None else _builtin_dir("synthetic")
+    kind = "fusion" if model_name.startswith("fusion-") else {"text-paper": "text",
+                                                              "audio-tzirakis2018": "audio",
+                                                              "visual-hrnet3-attpool": "visual"}[model_name]
+    cfg = load_train_config(config_dir / f"{kind}.yaml", [f"data.cache={Path(cache).resolve()}", f"seed={seed}",
+                                                         f"model_name={model_name}", *overrides])
+    run = Path(out)
+    seconds = _train_run(cfg, run, progress)
+    report = evaluate_run(run, partitions=partitions, checkpoint="best")
+    result = StudyResult(out=run, seeds=(seed,))
+    result.scores[model_name] = {p: {d: [s[d]] for d in (*DIMENSIONS, "mean")} for p, s in report.scores.items()}
+    result.seconds[model_name] = seconds
+    return result
+
+
 def run_study(
     *,
     cache: str | Path,
