@@ -8,13 +8,16 @@ frames where a modality is present.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
 from mmaffect.models.base import Batch
 
@@ -119,3 +122,47 @@ def scatter_frames(values: torch.Tensor, keep: torch.Tensor, fill_shape: tuple[i
     if values.shape[0]:
         out = out.index_put((keep.nonzero(as_tuple=True)[0],), values)
     return out
+
+
+@contextlib.contextmanager
+def _restored_running_stats(module: nn.Module) -> Iterator[None]:
+    """Batch-norm layers in ``module`` run as usual (training mode: batch
+    statistics, the same saved tensors) but their running statistics and
+    ``num_batches_tracked`` are put back afterwards."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None] for m in bns]
+    try:
+        yield
+    finally:
+        for m, values in zip(bns, saved):
+            buffers = [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+            for b, v in zip(buffers, values):
+                b.copy_(v)
+
+
+def checkpointed(module: nn.Module, fn: Callable[..., Any], *args: Any, enabled: bool = True) -> Any:
+    """``fn(*args)`` (the forward of a part of ``module``) under activation
+    checkpointing (``torch.utils.checkpoint``, ``use_reentrant=False``): only
+    the tensors in ``args`` are kept for backward and the part is recomputed
+    there. Active only if ``enabled``, ``module.training`` and grad mode;
+    otherwise a plain call.
+
+    The recomputation replays the forward exactly (same RNG state, so dropout
+    draws the same masks) and restores the running statistics of the
+    batch-norm layers in ``module`` after it, so they are updated once per
+    step as without checkpointing. Outputs and gradients equal the plain
+    computation's bit for bit.
+    """
+    if not (enabled and module.training and torch.is_grad_enabled()):
+        return fn(*args)
+    calls = 0
+
+    def run(*inputs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return fn(*inputs)
+        with _restored_running_stats(module):  # the recomputation in backward
+            return fn(*inputs)
+
+    return _torch_checkpoint(run, *args, use_reentrant=False)

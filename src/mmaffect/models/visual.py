@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import nn
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
-from mmaffect.models.layers import frame_presence, scatter_frames
+from mmaffect.models.layers import checkpointed, frame_presence, scatter_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,6 +143,7 @@ class HRNetAttPool(Branch):
         dropout: float = 0.2,
         stage_modules: tuple[int, int] = (1, 1),
         spatial_softmax: bool = False,
+        checkpoint: bool = True,
     ) -> None:
         super().__init__()
         if len(widths) != 3:
@@ -151,6 +152,7 @@ class HRNetAttPool(Branch):
             raise ValueError("image_size must be a multiple of 16 (branches down to 1/16)")
         self.image_size, self.rank, self.k = image_size, attention_rank, n_attention_classes
         self.spatial_softmax = spatial_softmax
+        self.checkpoint = checkpoint
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.stem = nn.Sequential(
@@ -173,18 +175,23 @@ class HRNetAttPool(Branch):
         self.out_dim = n_attention_classes
 
     def backbone(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.stage1(self.stem((x - self.mean) / self.std))
-        xs = [t(h) for t in self.transition1]
+        def ckpt(module: nn.Module, fn, *args):
+            return checkpointed(module, fn, *args, enabled=self.checkpoint)
+
+        h = ckpt(self.stem, lambda x: self.stem((x - self.mean) / self.std), x)
+        for block in self.stage1:
+            h = ckpt(block, block, h)
+        xs = ckpt(self.transition1, lambda h: [t(h) for t in self.transition1], h)
         for m in self.stage2:
-            xs = m(xs)
-        xs = [*xs, self.transition2(xs[-1])]
+            xs = ckpt(m, lambda *xs, m=m: m(list(xs)), *xs)
+        xs = [*xs, ckpt(self.transition2, self.transition2, xs[-1])]
         for m in self.stage3:
-            xs = m(xs)
+            xs = ckpt(m, lambda *xs, m=m: m(list(xs)), *xs)
         return xs
 
-    def frame_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(n, 3, S, S) → features (n, K), saliency (n, h, w), branch weights (n, n_branches)."""
-        xs = self.backbone(x)
+    def attention_pool(self, xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Branch maps → saliency ``a`` (n, rank, h, w) and per-branch pooled
+        vectors (n, branches, K) (step 1 of the head)."""
         size = xs[0].shape[-2:]
 
         def up(t: torch.Tensor) -> torch.Tensor:
@@ -201,7 +208,14 @@ class HRNetAttPool(Branch):
         for conv, t in zip(self.top_down, xs):
             td = rearrange(up(conv(t)), "n (k r) h w -> n k r h w", r=self.rank)
             pooled.append(reduce(td * a.unsqueeze(1), dim=(-2, -1)).sum(dim=-1))  # (n, K)
-        stacked = torch.stack(pooled, dim=1)  # (n, branches, K)
+        return a, torch.stack(pooled, dim=1)
+
+    def frame_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n, 3, S, S) → features (n, K), saliency (n, h, w), branch weights (n, n_branches)."""
+        xs = self.backbone(x)
+        a, stacked = checkpointed(
+            self.top_down, lambda *xs: self.attention_pool(list(xs)), *xs, enabled=self.checkpoint
+        )  # stacked: (n, branches, K)
         beta = torch.softmax(self.branch_score(stacked).squeeze(-1) / math.sqrt(self.k), dim=-1)
         feats = self.drop(torch.einsum("nb,nbk->nk", beta, stacked))
         return feats, a.mean(dim=1), beta

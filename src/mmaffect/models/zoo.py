@@ -70,7 +70,8 @@ UNIMODAL: dict[str, tuple[str, str, str, dict[str, Any], str, str]] = {
     "visual-hrnet3-attpool": (
         "visual", "HRNetAttPool", "visual",
         {"widths": (18, 36, 72), "blocks": 2, "stem_channels": 64, "image_size": 96, "attention_rank": 1,
-         "n_attention_classes": 256, "dropout": 0.2, "stage_modules": (1, 1), "spatial_softmax": False},
+         "n_attention_classes": 256, "dropout": 0.2, "stage_modules": (1, 1), "spatial_softmax": False,
+         "checkpoint": True},
         "3-stage HRNet with attentional (low-rank second-order) pooling (the paper's visual network)",
         "Sec. 4.1.3",
     ),
