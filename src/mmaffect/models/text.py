@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
-from mmaffect.models.layers import Highway, SelectorScore, masked_softmax, same_pad1d, scatter_frames
+from mmaffect.models.layers import Highway, SelectorScore, checkpointed, masked_softmax, same_pad1d, scatter_frames
 
 
 class TextNetwork(Branch):
@@ -31,6 +31,9 @@ class TextNetwork(Branch):
        the authors' code; gate bias −2).
 
     ``out_dim = n_projections · 2 · lstm_hidden`` (1,024 by default).
+    ``checkpoint=True`` recomputes each projection's BiLSTM (and its dropout,
+    same masks) in backward instead of keeping its activations (training with
+    grad only; identical outputs and gradients, less memory, more time).
     A frame with no words is ``present=False`` with zero features and zero
     selector weights; the network never runs on it. Only frames with words are
     computed, and (``dedupe=True``) identical word lists — SEWA repeats one
@@ -58,12 +61,14 @@ class TextNetwork(Branch):
         dropout_lstm: float = 0.3,
         highway_activation: str = "tanh",
         dedupe: bool = True,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.n_projections = n_projections
         self.proj_dim = proj_dim
         self.dedupe = dedupe
+        self.checkpoint = checkpoint
         # 'same' padding is applied in encode (even widths: extra zero on the right).
         self.ngrams = nn.ModuleList(
             nn.Conv1d(embed_dim, ngram_filters, w) for w in ngram_widths
@@ -100,10 +105,15 @@ class TextNetwork(Branch):
         v = self.drop_proj(self.projection(c))
         v = rearrange(v, "n l (p e) -> p n l e", p=self.n_projections)
         heads, weights = [], []
-        for p, (lstm, selector) in enumerate(zip(self.lstms, self.selectors)):
-            packed = pack_padded_sequence(v[p], lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths_cpu = lengths.cpu()
+
+        def bilstm(lstm: nn.LSTM, vp: torch.Tensor) -> torch.Tensor:
+            packed = pack_padded_sequence(vp, lengths_cpu, batch_first=True, enforce_sorted=False)
             h, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=mask.shape[1])
-            h = self.drop_lstm(h)
+            return self.drop_lstm(h)
+
+        for p, (lstm, selector) in enumerate(zip(self.lstms, self.selectors)):
+            h = checkpointed(lstm, lambda vp, lstm=lstm: bilstm(lstm, vp), v[p], enabled=self.checkpoint)
             alpha = masked_softmax(selector(h), mask)
             heads.append(torch.einsum("nl,nld->nd", alpha, h))
             weights.append(alpha)

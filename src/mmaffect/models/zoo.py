@@ -43,7 +43,7 @@ UNIMODAL: dict[str, tuple[str, str, str, dict[str, Any], str, str]] = {
             "embed_dim": 384, "ngram_widths": (2, 3, 4), "ngram_filters": 100, "n_projections": 2,
             "proj_dim": 512, "lstm_hidden": 256, "lstm_layers": 2, "highway_layers": 2,
             "dropout_embed": 0.1, "dropout_ngram": 0.3, "dropout_proj": 0.2, "dropout_lstm": 0.3,
-            "highway_activation": "tanh", "dedupe": True,
+            "highway_activation": "tanh", "dedupe": True, "checkpoint": False,
         },
         "N-gram CNN, multi-head projections, BiLSTM selectors, highway (text network)",
         "Sec. 4.1.1, Eq. 1-2, Fig. 1",
