@@ -82,6 +82,8 @@ def run_worker(name: str, *, quick: bool, frames: int, steps: int, words: int, b
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    # peak of the training steps themselves, before FLOP counting adds its own allocations
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     optimizer.zero_grad(set_to_none=True)
     flops = count_flops(model, batch, backward=True)
     step_time = statistics.median(times)
@@ -95,7 +97,7 @@ def run_worker(name: str, *, quick: bool, frames: int, steps: int, words: int, b
         "frames_per_s": n_frames / step_time,
         "gflop_per_step": flops / 1e9,
         "gflops_per_s": flops / step_time / 1e9,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib,
         "threads": torch.get_num_threads(),
     }
 

@@ -24,12 +24,20 @@ from mmaffect.config import load_config
 from mmaffect.data.readers import read_corpus
 from mmaffect.data.synthetic import synthesize
 from mmaffect.preprocess.pipeline import prepare
+from mmaffect.training.study import StudyResult
 
 # 48×48 crops for the reduced HRNet of configs/synthetic/visual.yaml.
 DEMO_PREPARE = ["faces.size=48"]
 
 
 DEMO_MODEL = "fusion-hierarchical"
+
+
+def _print_results(result: StudyResult, steps: int) -> None:
+    print(f"\n[4/{steps}] results\n")
+    print(result.table("devel"))
+    print()
+    print(result.table("test"))
 
 
 def run_demo(workdir: Path, *, quick: bool = False, train: bool = True, study: bool = False,
@@ -63,10 +71,7 @@ def run_demo(workdir: Path, *, quick: bool = False, train: bool = True, study: b
               f"selecting the epoch by devel CCC", flush=True)
         result = train_and_score(cache=cache, out=workdir / "runs" / DEMO_MODEL, model_name=DEMO_MODEL,
                                  partitions=("devel", "test"), overrides=overrides)
-        print(f"\n[4/{steps}] results\n")
-        print(result.table("devel"))
-        print()
-        print(result.table("test"))
+        _print_results(result, steps)
         summary["study"] = result
     if train and study:
         chosen = tuple(fusions) if fusions is not None else FUSIONS
@@ -74,10 +79,7 @@ def run_demo(workdir: Path, *, quick: bool = False, train: bool = True, study: b
               f"(runs in {workdir / 'runs'})", flush=True)
         result = run_study(cache=cache, out=workdir / "runs", seeds=seeds, fusions=chosen,
                            partitions=("devel", "test"), overrides=overrides)
-        print(f"\n[4/{steps}] results\n")
-        print(result.table("devel"))
-        print()
-        print(result.table("test"))
+        _print_results(result, steps)
         summary["study"] = result
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return summary
