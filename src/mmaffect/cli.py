@@ -82,7 +82,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
             raise MMAffectError("shared data not found: pass --src or set MMAFFECT_SHARED_DATA")
         src = root / args.corpus
     kwargs = {"limit": args.limit} if args.limit is not None else {}
-    print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs))
+    print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs).summary())
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
