@@ -271,3 +271,26 @@ def test_frame_alignment_property(start: int, n: int, rate: int, extra: int) -> 
     for i, t in enumerate(times):
         first = int(round(t * rate))
         np.testing.assert_array_equal(frames[i], signal[first:first + frame])
+
+
+def test_streaming_decode_matches_load_audio(tmp_path) -> None:
+    """decode_audio_to_file (flat memory, used by predict) ≈ load_audio, for wav and for a video track."""
+    import soundfile as sf
+
+    from mmaffect.preprocess.audio import decode_audio_to_file, load_audio
+
+    rng = np.random.default_rng(0)
+    sr = 16000
+    t = np.arange(int(2.5 * sr)) / sr
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * rng.standard_normal(len(t))], axis=1)
+    src = tmp_path / "in.wav"
+    sf.write(src, stereo.astype(np.float32), sr, subtype="FLOAT")
+    n = decode_audio_to_file(src, tmp_path / "out.wav", sample_rate=22050, block=5000)
+    got, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    ref = load_audio(src, sample_rate=22050)
+    assert rate == 22050 and n == len(got) == len(ref)
+    assert np.max(np.abs(got - ref)) < 1e-3
+    assert np.corrcoef(got, ref)[0, 1] > 0.9999
+    assert not list(tmp_path.glob(".out.*")), "no temporary file is left behind"
+    with pytest.raises(DataError, match="missing.wav"):
+        decode_audio_to_file(tmp_path / "missing.wav", tmp_path / "x.wav")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mmaffect import __version__
 from mmaffect.errors import MMAffectError
+from mmaffect.inference.cli import add_predict_parser
 from mmaffect.training.cli_commands import add_evaluate_parser, add_train_parser, add_tune_parser
 
 
@@ -99,7 +100,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from mmaffect.demo import run_demo
 
-    run_demo(Path(args.workdir), quick=args.quick, train=not args.no_train, study=args.study)
+    run_demo(Path(args.workdir), quick=args.quick, train=not args.no_train, single=args.single, seeds=args.seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_tune_parser(sub)
+    add_predict_parser(sub)
 
     s = sub.add_parser("models", help="list registered models with parameters and FLOPs per frame")
     s.add_argument("names", nargs="*")
@@ -157,8 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", default="demo_output")
     s.add_argument("--quick", action="store_true", help="tiny corpus, one epoch (for tests)")
     s.add_argument("--no-train", action="store_true", help="only write and prepare the corpus")
-    s.add_argument("--study", action="store_true",
-                   help="train the unimodal networks and all five fusion strategies (about 30 min on 2 cores)")
+    s.add_argument("--single", action="store_true",
+                   help="train only fusion-hierarchical from scratch instead of the Table-6-like study")
+    s.add_argument("--study", action="store_true", help="the default (kept for old command lines): the unimodal "
+                   "networks and all five fusion strategies, about 10 min per seed on 2 cores")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="train every model once per seed and print mean ± std (default: 0)")
     s.set_defaults(func=_cmd_demo)
     return p
 

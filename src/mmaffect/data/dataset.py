@@ -11,7 +11,7 @@ DataLoader worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -110,30 +110,64 @@ def load_frames(
 ) -> dict[str, torch.Tensor]:
     """Model inputs of one session's frames (no batch axis)."""
     n = len(range(*frames.indices(session.n_frames)))
-    item: dict[str, torch.Tensor] = {}
+    streams: dict[str, dict[str, np.ndarray]] = {}
     if session.has("labels"):
-        lab = read_stream(session.streams["labels"], frames=frames)
+        streams["labels"] = read_stream(session.streams["labels"], frames=frames)
+    if "audio" in modalities and session.has("audio"):
+        streams["audio"] = read_stream(session.streams["audio"], frames=frames)
+    if "visual" in modalities and session.has("faces"):
+        streams["faces"] = read_stream(session.streams["faces"], keys=["faces", "face_mask"], frames=frames)
+    if "text" in modalities and session.has("text"):
+        streams["text"] = read_stream(session.streams["text"], keys=["word_vectors", "word_index"], frames=frames)
+    return frames_to_item(streams, n, modalities=modalities, face_size=face_size, embed_dim=embed_dim,
+                          max_words=max_words, audio_frame=audio_frame)
+
+
+def frames_to_item(
+    streams: Mapping[str, Mapping[str, np.ndarray]],
+    n: int,
+    *,
+    modalities: Sequence[str] = MODALITIES,
+    face_size: int = 96,
+    embed_dim: int = 0,
+    max_words: int = 30,
+    audio_frame: int = 2205,
+) -> dict[str, torch.Tensor]:
+    """Model inputs (no batch axis) of ``n`` frames from their cached-stream arrays.
+
+    ``streams`` maps a stream name (``labels``, ``audio``, ``faces``,
+    ``text``) to the arrays the cache stores for those frames (int16
+    ``audio`` + ``audio_target`` + ``audio_mask``; uint8 ``faces`` +
+    ``face_mask``; ``word_vectors`` + ``word_index``). A modality of
+    ``modalities`` whose stream is missing is given as absent (all-False
+    mask), never as data. Training (:func:`load_frames`) and prediction on
+    new recordings (:mod:`mmaffect.inference.predictor`) both go through
+    here, so the model sees the same conversion in both.
+    """
+    item: dict[str, torch.Tensor] = {}
+    if "labels" in streams:
+        lab = streams["labels"]
         item["labels"] = torch.from_numpy(lab["labels"][:, _label_columns(lab["label_names"])].copy())
     if "audio" in modalities:
-        if session.has("audio"):
-            a = read_stream(session.streams["audio"], frames=frames)
+        if "audio" in streams:
+            a = streams["audio"]
             wave = a["audio"].astype(np.float32) / 32768.0
             item["audio"] = torch.from_numpy(interlocutor_vector(wave, a["audio_target"]))
-            item["audio_mask"] = torch.from_numpy(a["audio_mask"])
+            item["audio_mask"] = torch.from_numpy(np.asarray(a["audio_mask"], bool))
         else:
             item["audio"] = torch.zeros(n, 2 * audio_frame)
             item["audio_mask"] = torch.zeros(n, dtype=torch.bool)
     if "visual" in modalities:
-        if session.has("faces"):
-            f = read_stream(session.streams["faces"], keys=["faces", "face_mask"], frames=frames)
-            item["faces"] = torch.from_numpy(f["faces"]).permute(0, 3, 1, 2).float().div_(255.0)
-            item["face_mask"] = torch.from_numpy(f["face_mask"])
+        if "faces" in streams:
+            f = streams["faces"]
+            item["faces"] = torch.from_numpy(np.ascontiguousarray(f["faces"])).permute(0, 3, 1, 2).float().div_(255.0)
+            item["face_mask"] = torch.from_numpy(np.asarray(f["face_mask"], bool))
         else:
             item["faces"] = torch.zeros(n, 3, face_size, face_size)
             item["face_mask"] = torch.zeros(n, dtype=torch.bool)
     if "text" in modalities:
-        if session.has("text"):
-            t = read_stream(session.streams["text"], keys=["word_vectors", "word_index"], frames=frames)
+        if "text" in streams:
+            t = streams["text"]
             index = t["word_index"]
             vectors = np.concatenate([t["word_vectors"].astype(np.float32),
                                       np.zeros((1, t["word_vectors"].shape[1]), np.float32)])

@@ -1,1 +1,1 @@
-"""inference layer."""
+"""Use of trained models on new recordings: prediction, streaming, export."""

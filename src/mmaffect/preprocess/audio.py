@@ -12,7 +12,7 @@ centred. The cache stores frames as int16 PCM (:func:`to_pcm16`); the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from mmaffect.errors import DataError
 __all__ = [
     "SOUNDFILE_SUFFIXES",
     "load_audio",
+    "decode_audio_to_file",
     "frame_audio",
     "target_frames",
     "interlocutor_vector",
@@ -120,6 +121,95 @@ def load_audio(path: str | Path, *, sample_rate: int = 22050) -> np.ndarray:
     if rate != sample_rate:
         signal = soxr.resample(signal, rate, sample_rate, quality="VHQ").astype(np.float32, copy=False)
     return np.clip(signal, -1.0, 1.0, out=signal)
+
+
+def _blocks_soundfile(path: Path, block: int) -> Iterator[tuple[np.ndarray, int]]:
+    try:
+        info = sf.info(str(path))
+        for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+            yield data.mean(axis=1, dtype=np.float32), int(info.samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise DataError(f"cannot decode audio (corrupt or unsupported): {exc}", path=path) from exc
+
+
+def _blocks_pyav(path: Path) -> Iterator[tuple[np.ndarray, int]]:
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot open media file (corrupt or unsupported format): {exc}", path=path) from exc
+    try:
+        if not container.streams.audio:
+            raise DataError("file has no audio stream", path=path)
+        stream = container.streams.audio[0]
+        resampler: av.AudioResampler | None = None
+        rate = 0
+        t_last = 0.0
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:
+                    rate = int(frame.sample_rate)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
+                if frame.time is not None:
+                    t_last = float(frame.time)
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
+        except av.FFmpegError as exc:
+            raise DataError(f"audio stream is corrupt: {exc}", path=path, time=t_last) from exc
+    finally:
+        container.close()
+
+
+def decode_audio_to_file(path: str | Path, dest: str | Path, *, sample_rate: int = 22050,
+                         block: int = 1 << 16) -> int:
+    """Decode ``path`` block by block into a mono float32 wav ``dest`` at ``sample_rate``.
+
+    The streaming counterpart of :func:`load_audio` (same decoding, channel
+    averaging, soxr 'VHQ' resampling and clipping; samples agree with it to
+    within resampler rounding): memory stays flat however long the
+    recording, so an hour-long video can be framed chunk by chunk with
+    ``soundfile`` reads from ``dest``. ``dest`` is written under a temporary
+    name and renamed. Returns the number of samples written.
+
+    Raises:
+        DataError: as :func:`load_audio` (missing, empty, corrupt file, no
+            audio stream, no samples, non-finite values).
+    """
+    from mmaffect.utils.io import atomic_path
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError("audio file not found", path=path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DataError("audio file is empty (0 bytes) or not a file", path=path)
+    blocks = (_blocks_soundfile(path, block) if path.suffix.lower() in SOUNDFILE_SUFFIXES
+              else _blocks_pyav(path))
+    n = 0
+    resampler: soxr.ResampleStream | None = None
+    with atomic_path(dest) as tmp, sf.SoundFile(str(tmp), mode="w", samplerate=sample_rate, channels=1,
+                                                subtype="FLOAT", format="WAV") as out:
+        def write(x: np.ndarray) -> None:
+            nonlocal n
+            if x.size:
+                out.write(np.clip(x, -1.0, 1.0).astype(np.float32, copy=False))
+                n += len(x)
+
+        for x, rate in blocks:
+            if not np.all(np.isfinite(x)):
+                raise DataError("audio holds non-finite sample values (NaN or infinity)", path=path)
+            if rate == sample_rate:
+                write(x)
+                continue
+            if resampler is None:
+                resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="VHQ")
+            write(resampler.resample_chunk(x))
+        if resampler is not None:
+            write(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        if n == 0:
+            raise DataError("audio holds no samples", path=path)
+    return n
 
 
 def frame_audio(

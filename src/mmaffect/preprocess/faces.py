@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -55,6 +55,7 @@ __all__ = [
     "FaceTrack",
     "crop_face",
     "extract_faces",
+    "iter_faces",
 ]
 
 CASCADES: dict[str, str] = {
@@ -385,7 +386,16 @@ class FaceTrack:
     report: dict[str, int]
 
 
-def extract_faces(
+def _new_report(n_frames: int) -> dict[str, int]:
+    report = dict.fromkeys(
+        ("n_frames", "n_faces_found", "n_missing", "n_beyond_video", "n_multiple", "n_full_scans", "n_local_searches"),
+        0,
+    )
+    report["n_frames"] = n_frames
+    return report
+
+
+def iter_faces(
     video_path: str | Path,
     times: Sequence[float] | np.ndarray,
     *,
@@ -394,7 +404,6 @@ def extract_faces(
     min_face: float = 0.12,
     margin: float = 0.25,
     select: str = "track",
-    on_no_face: str = "error",
     offset: float = 0.05,
     scan_every: float = 5.0,
     reacquire_gap: float = 1.0,
@@ -402,22 +411,22 @@ def extract_faces(
     scale_factor: float = 1.1,
     min_neighbors: int = 5,
     cascades: Sequence[str] = ("default",),
-) -> FaceTrack:
-    """Detect, select and crop the target face for every frame time.
+    report: dict[str, int] | None = None,
+) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """Yield ``(i, crop, box)`` for every frame time, in time order, one frame at a time.
 
-    ``times[i]`` is a frame's start; its image is the video frame nearest
-    ``times[i] + offset`` (the frame centre). See the module docstring for
-    the selection rule and the local search; ``scan_every`` is the longest
-    time (seconds) between full-frame scans while a target is tracked
-    (0 = full scan on every frame).
+    The streaming core of :func:`extract_faces` (same arguments, same
+    result frame by frame): ``crop`` is the (S, S, 3) uint8 RGB target face
+    and ``box`` its smoothed (x, y, w, h) box in video pixels, or both are
+    ``None`` when the frame has no target face (or lies outside the video).
+    Memory does not grow with the number of frames, so long recordings can
+    be processed in chunks (``mmaffect predict``). ``report``, when given,
+    is updated in place with the counts described in :class:`FaceTrack`
+    (``n_faces_found`` included).
 
     Raises:
-        DataError: the video is missing, empty, corrupt or has no video
-            stream; or no face is found in any frame and
-            ``on_no_face='error'`` (with ``'mask'`` all frames are masked).
+        DataError: the video is missing, empty, corrupt or has no video stream.
     """
-    if on_no_face not in ("error", "mask"):
-        raise ValueError(f"on_no_face must be 'error' or 'mask', got {on_no_face!r}")
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
     path = Path(video_path)
@@ -431,15 +440,8 @@ def extract_faces(
         cascades=cascades,
     )
     selector = TargetSelector(select=select, reacquire_gap=reacquire_gap, smooth=smooth)
-    T = len(req)
-    crops = np.zeros((T, size, size, 3), np.uint8)
-    mask = np.zeros(T, bool)
-    boxes_out = np.full((T, 4), np.nan, np.float32)
-    report = dict.fromkeys(
-        ("n_frames", "n_faces_found", "n_missing", "n_beyond_video", "n_multiple", "n_full_scans", "n_local_searches"),
-        0,
-    )
-    report["n_frames"] = T
+    if report is None:
+        report = _new_report(len(req))
     # 4:2:0 planes: the luma plane is the detector's grey image and only the
     # crop region is converted to RGB (odd frame sizes: whole-frame RGB).
     i420 = info.width % 2 == 0 and info.height % 2 == 0
@@ -450,6 +452,7 @@ def extract_faces(
             t = float(req[i])
             if image is None:
                 report["n_beyond_video"] += 1
+                yield i, None, None
                 continue
             gray = image[: info.height] if i420 else detector.gray(image)
             pick: np.ndarray | None = None
@@ -471,21 +474,58 @@ def extract_faces(
                     pick = found[k]
             if pick is None:
                 report["n_missing"] += 1
+                yield i, None, None
                 continue
             box = selector.update(t, pick)
             if i420:
-                crops[i] = _crop_face_i420(image, box, size=size, margin=margin)
+                crop = _crop_face_i420(image, box, size=size, margin=margin)
             else:
-                crops[i] = crop_face(image, box, size=size, margin=margin)
-            boxes_out[i] = box
-            mask[i] = True
-    report["n_faces_found"] = int(mask.sum())
+                crop = crop_face(image, box, size=size, margin=margin)
+            report["n_faces_found"] += 1
+            yield i, crop, np.asarray(box, np.float32)
+
+
+def extract_faces(
+    video_path: str | Path,
+    times: Sequence[float] | np.ndarray,
+    *,
+    size: int = 96,
+    on_no_face: str = "error",
+    **options: Any,
+) -> FaceTrack:
+    """Detect, select and crop the target face for every frame time.
+
+    ``times[i]`` is a frame's start; its image is the video frame nearest
+    ``times[i] + offset`` (the frame centre). See the module docstring for
+    the selection rule and the local search; the keyword ``options`` are
+    those of :func:`iter_faces` (``detect_width``, ``min_face``, ``margin``,
+    ``select``, ``offset``, ``scan_every`` — the longest time in seconds
+    between full-frame scans while a target is tracked, 0 = every frame —
+    ``reacquire_gap``, ``smooth``, ``scale_factor``, ``min_neighbors``,
+    ``cascades``).
+
+    Raises:
+        DataError: the video is missing, empty, corrupt or has no video
+            stream; or no face is found in any frame and
+            ``on_no_face='error'`` (with ``'mask'`` all frames are masked).
+    """
+    if on_no_face not in ("error", "mask"):
+        raise ValueError(f"on_no_face must be 'error' or 'mask', got {on_no_face!r}")
+    req = np.asarray(times, dtype=np.float64).reshape(-1)
+    T = len(req)
+    crops = np.zeros((T, size, size, 3), np.uint8)
+    mask = np.zeros(T, bool)
+    boxes_out = np.full((T, 4), np.nan, np.float32)
+    report = _new_report(T)
+    for i, crop, box in iter_faces(video_path, req, size=size, report=report, **options):
+        if crop is not None:
+            crops[i], boxes_out[i], mask[i] = crop, box, True
     if report["n_faces_found"] == 0 and T > 0 and on_no_face == "error":
         raise DataError(
             f"no face found in any of the {T} frames "
             f"({report['n_beyond_video']} of them beyond the end of the video); "
             "use faces.on_no_face=mask to mask the visual modality instead",
-            path=path,
+            path=video_path,
         )
     return FaceTrack(crops=crops, mask=mask, boxes=boxes_out, report=report)
 

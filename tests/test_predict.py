@@ -1,0 +1,242 @@
+"""`mmaffect predict` and the Python predictor on real media files.
+
+The recordings are synthetic talking-face clips written by
+:func:`mmaffect.data.synthetic.synthesize` (real avi/wav files, decoded by
+FFmpeg, faces found by the Haar detector); the models are tiny but have
+every layer type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import mmaffect
+from mmaffect.cli import main
+from mmaffect.data.dataset import collate, load_frames
+from mmaffect.errors import ConfigError, DataError
+from mmaffect.inference.predictor import Predictor, read_transcript
+from mmaffect.models import create_model
+from mmaffect.models.zoo import tiny_overrides
+from mmaffect.preprocess.pipeline import resolve_prepare_config
+from mmaffect.training.checkpoint import save_checkpoint
+
+FUSION = "fusion-hierarchical"
+
+
+def _checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0) -> Path:
+    opts = tiny_overrides(name)
+    if name.startswith("fusion-"):
+        opts["embed_dim"] = 384  # the offline MiniLM embedder's size
+    torch.manual_seed(seed)
+    model = create_model(name, **opts)
+    face = opts.get("image_size", 32)
+    save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=1, step=1, best_score=0.0,
+                    best_epoch=1, stale_epochs=0, history=[],
+                    config={"model_name": name, "model_options": opts, "data": {"annotation_delay": delay}},
+                    prepare_config=resolve_prepare_config({"faces": {"size": face}}))
+    return path
+
+
+def _mux(video: Path, audio: Path | None, dest: Path) -> Path:
+    """An mp4 with the frames of ``video`` and (optionally) ``audio`` as an AAC track."""
+    with av.open(str(video)) as src, av.open(str(dest), "w") as out:
+        vin = src.streams.video[0]
+        vout = out.add_stream("mpeg4", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        aout = None
+        if audio is not None:
+            wave, sr = sf.read(str(audio), dtype="float32")
+            aout = out.add_stream("aac", rate=sr, layout="mono")
+        for i, frame in enumerate(src.decode(vin)):
+            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            f.pts = i
+            out.mux(vout.encode(f))
+        out.mux(vout.encode(None))
+        if aout is not None:
+            for k in range(0, len(wave), 1024):
+                af = av.AudioFrame.from_ndarray(wave[None, k:k + 1024].copy(), format="fltp", layout="mono")
+                af.sample_rate = sr
+                af.pts = k
+                out.mux(aout.encode(af))
+            out.mux(aout.encode(None))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from mmaffect.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("predict")
+    synthesize(root / "corpus", n_train=1, n_devel=0, n_test=0, duration=8.0, seed=3, progress=False)
+    corpus = root / "corpus"
+    name = sorted((corpus / "video").iterdir())[0].stem
+    files = {
+        "root": root,
+        "corpus": corpus,
+        "avi": corpus / "video" / f"{name}.avi",
+        "wav": corpus / "audio" / f"{name}.wav",
+        "transcript": corpus / "transcriptions" / f"{name}.csv",
+        "turns": corpus / "turns" / f"{name}.csv",
+    }
+    files["mp4"] = _mux(files["avi"], files["wav"], root / "talk.mp4")
+    files["silent_mp4"] = _mux(files["avi"], None, root / "silent.mp4")
+    files["ckpt"] = _checkpoint(root / "fusion.pt", FUSION)
+    return files
+
+
+@pytest.fixture(scope="module")
+def predictor(media: dict[str, Path]) -> Predictor:
+    return mmaffect.load(media["ckpt"], device="cpu")
+
+
+def test_same_result_as_the_training_data_path(media: dict[str, Path], predictor: Predictor) -> None:
+    """Prepared cache + whole-recording forward (what training/evaluation sees) == predict."""
+    from mmaffect.data.cache import Cache
+    from mmaffect.data.readers import read_corpus
+    from mmaffect.preprocess.pipeline import prepare
+
+    cache_dir = media["root"] / "cache"
+    prepare(read_corpus(media["corpus"]), cache_dir, config=predictor.prepare_config, progress=False)
+    session = Cache(cache_dir).sessions()[0]
+    item = load_frames(session, slice(None), face_size=32, embed_dim=384, max_words=30)
+    with torch.no_grad():
+        expected = predictor.model(collate([item])).pred[0, :, :2].numpy()
+    got = predictor.predict_full(media["avi"], audio=media["wav"], transcript=media["transcript"],
+                                 turns=media["turns"])
+    assert len(got.frame) == len(expected)
+    assert np.array_equal(got.frame["face"].to_numpy().astype(bool), item["face_mask"].numpy())
+    assert np.array_equal(got.frame["words"].to_numpy().astype(bool), item["word_mask"][:, 0].numpy())
+    # audio is resampled block-wise for prediction: equal up to int16 rounding
+    np.testing.assert_allclose(got.values, expected, atol=2e-4)
+
+
+def test_chunks_carry_the_lstm_state(media: dict[str, Path], predictor: Predictor) -> None:
+    kw = dict(audio=media["wav"], transcript=media["transcript"], turns=media["turns"])
+    whole = predictor.predict_full(media["avi"], chunk_seconds=60, **kw)
+    chunked = predictor.predict_full(media["avi"], chunk_seconds=0.7, **kw)
+    np.testing.assert_allclose(chunked.values, whole.values, atol=1e-6)
+    for key, value in whole.attention.items():
+        np.testing.assert_allclose(chunked.attention[key], value, atol=1e-6)
+
+
+def test_video_only_uses_its_audio_track_and_masks_text(media: dict[str, Path], predictor: Predictor) -> None:
+    frame = predictor.predict(media["mp4"])
+    assert list(frame.columns) == ["time", "arousal", "valence", "audio", "face", "words"]
+    assert len(frame) == 80 and np.allclose(np.diff(frame["time"]), 0.1)
+    assert frame["audio"].all() and frame["face"].sum() > 40
+    assert not frame["words"].any()  # no transcript: masked, not zeros fed as words
+    with_text = predictor.predict(media["mp4"], transcript=media["transcript"])
+    assert with_text["words"].any()
+    assert not np.allclose(with_text[["arousal", "valence"]], frame[["arousal", "valence"]])
+
+
+def test_video_without_audio_track_masks_audio(media: dict[str, Path], predictor: Predictor,
+                                               tmp_path: Path) -> None:
+    frame = predictor.predict(media["silent_mp4"])
+    assert not frame["audio"].any() and frame["face"].any()
+    audio_only = mmaffect.load(_checkpoint(tmp_path / "audio.pt", "audio-tzirakis2018"))
+    with pytest.raises(DataError, match="silent.mp4.*no audio track"):
+        audio_only.predict(media["silent_mp4"])
+
+
+def test_video_without_a_face_is_masked_and_reported(media: dict[str, Path], predictor: Predictor,
+                                                     tmp_path: Path) -> None:
+    dest = tmp_path / "noface.mp4"
+    with av.open(str(dest), "w") as out:
+        s = out.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 40 + i, np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    pred = predictor.predict_full(dest)
+    assert len(pred.frame) == 30 and not pred.frame["face"].any() and not pred.frame["audio"].any()
+    assert "no face" in pred.report["warning"]
+
+
+def test_bad_inputs_give_clear_errors(media: dict[str, Path], predictor: Predictor, tmp_path: Path) -> None:
+    late = tmp_path / "late.csv"
+    late.write_text("start,end,text\n1.0,2.0,hello there\n5.0,30.0,far too late\n")
+    with pytest.raises(DataError, match=r"late\.csv.*turn 2 .*ends after the recording"):
+        predictor.predict(media["mp4"], transcript=late)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    with pytest.raises(DataError, match="broken.mp4"):
+        predictor.predict(broken)
+    with pytest.raises(DataError, match="missing.mp4"):
+        predictor.predict(tmp_path / "missing.mp4")
+    not_ckpt = tmp_path / "x.pt"
+    not_ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="x.pt.*not a readable checkpoint"):
+        mmaffect.load(not_ckpt)
+    # weights of one model under another model's name
+    other = torch.load(media["ckpt"], weights_only=True)
+    other["config"]["model_name"] = "fusion-concat"
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="other.pt: cannot rebuild its model.*no option"):
+        mmaffect.load(tmp_path / "other.pt")
+    other["config"]["model_options"] = {**tiny_overrides("fusion-concat"), "embed_dim": 384}
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="other.pt.*do not fit the model 'fusion-concat'"):
+        mmaffect.load(tmp_path / "other.pt")
+    other["format"] = 99
+    torch.save(other, tmp_path / "future.pt")
+    with pytest.raises(ConfigError, match="format 99"):
+        mmaffect.load(tmp_path / "future.pt")
+
+
+def test_turns_and_vad_route_audio_to_the_interlocutor_half(media: dict[str, Path], predictor: Predictor) -> None:
+    base = predictor.predict(media["mp4"])
+    turns = predictor.predict(media["mp4"], turns=media["turns"])
+    vad = predictor.predict(media["mp4"], vad_db=-20.0)
+    assert not np.allclose(base[["arousal", "valence"]], turns[["arousal", "valence"]])
+    assert not np.allclose(base[["arousal", "valence"]], vad[["arousal", "valence"]])
+    assert read_transcript(media["transcript"])  # the SEWA-format transcript parses
+
+
+def test_cli_writes_csv_figures_and_overlay(media: dict[str, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    rc = main(["predict", str(media["mp4"]), "--checkpoint", str(media["ckpt"]), "--transcript",
+               str(media["transcript"]), "--out", str(out), "--overlay", "--quiet", "--chunk-seconds", "3"])
+    assert rc == 0, capsys.readouterr().err
+    frame = pd.read_csv(out / "predictions.csv")
+    assert len(frame) == 80 and set(frame.columns) >= {"time", "arousal", "valence"}
+    for name in ("traces.png", "fusion_weights.png", "words.html", "words.png", "report.json"):
+        assert (out / name).stat().st_size > 100, name
+    overlay = out / "talk_traces.mp4"
+    with av.open(str(overlay)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+        assert c.streams.audio, "the audio track is copied"
+        assert c.streams.video[0].codec_context.height > 240
+    assert n >= 190  # 8 s at 25 fps
+    assert "80 frames" in capsys.readouterr().out
+
+
+def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.mp4").write_bytes(media["mp4"].read_bytes())
+    rc = main(["predict", str(folder), "--checkpoint", str(media["ckpt"]), "--out", str(tmp_path / "o"),
+               "--no-figures", "--quiet"])
+    assert rc == 0
+    assert (tmp_path / "o" / "a" / "predictions.csv").exists() and (tmp_path / "o" / "b" / "predictions.csv").exists()
+    monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
+    capsys.readouterr()
+    assert main(["predict", str(media["mp4"])]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["predict", str(tmp_path / "nope.mp4"), "--checkpoint", str(media["ckpt"])]) == 2
+    assert "nope.mp4" in capsys.readouterr().err
