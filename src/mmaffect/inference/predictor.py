@@ -334,49 +334,63 @@ class Predictor:
             if target_turns is not None:
                 _check_times_within(target_turns, duration, turns_path, "turns")
 
-            text_arrays = self._text_arrays(times, words) if need_text and words is not None else None
-            face_iter, face_report = self._face_iterator(video_src, times) if need_faces else (None, None)
-            audio_reader = _AudioReader(wav, sr, fs) if need_audio and n_samples else None
-
             chunk = max(1, int(round(chunk_seconds * LABEL_RATE)))
-            preds: list[np.ndarray] = []
-            presence: dict[str, list[np.ndarray]] = {"audio": [], "face": [], "words": []}
-            kept: dict[str, list[np.ndarray]] = {}
-            state = None
-            face_cfg = cfg["faces"]
-            starts = range(0, n_frames, chunk)
-            if progress:
-                from tqdm.auto import tqdm
+            face_iter, face_report = self._face_iterator(video_src, times) if need_faces else (None, None)
+            face_chunks = None
+            if face_iter is not None:
+                from mmaffect.preprocess.faces import _prefetch
 
-                starts = tqdm(starts, desc="predict", unit="chunk")
-            for start in starts:
-                stop = min(n_frames, start + chunk)
-                t = times[start:stop]
-                streams: dict[str, dict[str, np.ndarray]] = {}
+                # Face tracking runs one chunk ahead in a thread (OpenCV and FFmpeg
+                # release the GIL) while the embedder loads and the model runs.
+                face_chunks = _prefetch(_face_chunks(face_iter, n_frames, chunk, int(cfg["faces"]["size"])),
+                                        depth=1)
+            audio_reader = _AudioReader(wav, sr, fs) if need_audio and n_samples else None
+            try:
+                text_arrays = self._text_arrays(times, words) if need_text and words is not None else None
+
+                preds: list[np.ndarray] = []
+                presence: dict[str, list[np.ndarray]] = {"audio": [], "face": [], "words": []}
+                kept: dict[str, list[np.ndarray]] = {}
+                state = None
+                face_cfg = cfg["faces"]
+                starts = range(0, n_frames, chunk)
+                if progress:
+                    from tqdm.auto import tqdm
+
+                    starts = tqdm(starts, desc="predict", unit="chunk")
+                for start in starts:
+                    stop = min(n_frames, start + chunk)
+                    t = times[start:stop]
+                    streams: dict[str, dict[str, np.ndarray]] = {}
+                    if audio_reader is not None:
+                        streams["audio"] = audio_reader.frames(t, target_turns, vad_db,
+                                                               rounding=cfg["audio"]["turn_rounding"])
+                    if face_chunks is not None:
+                        streams["faces"] = next(face_chunks)
+                    if text_arrays is not None:
+                        streams["text"] = {"word_vectors": text_arrays["word_vectors"],
+                                           "word_index": text_arrays["word_index"][start:stop]}
+                    item = frames_to_item(streams, stop - start, modalities=self.modalities,
+                                          face_size=int(face_cfg["size"]), embed_dim=self._embed_dim(),
+                                          max_words=int(cfg["text"]["max_words"]), audio_frame=fs)
+                    batch = {k: v.to(self.device) for k, v in collate([item]).items()}
+                    out, state = self.model.forward_frames(batch, state)
+                    preds.append(out.pred[0, :, :2].float().cpu().numpy())
+                    presence["audio"].append(item["audio_mask"].numpy() if "audio_mask" in item
+                                             else np.zeros(stop - start, bool))
+                    presence["face"].append(item["face_mask"].numpy() if "face_mask" in item
+                                            else np.zeros(stop - start, bool))
+                    presence["words"].append(item["word_mask"][:, 0].numpy() if "word_mask" in item
+                                             else np.zeros(stop - start, bool))
+                    if attention is not None:
+                        for key, value in out.attention.items():
+                            if any(key.startswith(p) for p in attention):
+                                kept.setdefault(key, []).append(value[0].float().cpu().numpy())
+            finally:
+                if face_chunks is not None:
+                    face_chunks.close()
                 if audio_reader is not None:
-                    streams["audio"] = audio_reader.frames(t, target_turns, vad_db,
-                                                           rounding=cfg["audio"]["turn_rounding"])
-                if face_iter is not None:
-                    streams["faces"] = _take_faces(face_iter, stop - start, int(face_cfg["size"]), start)
-                if text_arrays is not None:
-                    streams["text"] = {"word_vectors": text_arrays["word_vectors"],
-                                       "word_index": text_arrays["word_index"][start:stop]}
-                item = frames_to_item(streams, stop - start, modalities=self.modalities,
-                                      face_size=int(face_cfg["size"]), embed_dim=self._embed_dim(),
-                                      max_words=int(cfg["text"]["max_words"]), audio_frame=fs)
-                batch = {k: v.to(self.device) for k, v in collate([item]).items()}
-                out, state = self.model.forward_frames(batch, state)
-                preds.append(out.pred[0, :, :2].float().cpu().numpy())
-                presence["audio"].append(item["audio_mask"].numpy() if "audio_mask" in item
-                                         else np.zeros(stop - start, bool))
-                presence["face"].append(item["face_mask"].numpy() if "face_mask" in item
-                                        else np.zeros(stop - start, bool))
-                presence["words"].append(item["word_mask"][:, 0].numpy() if "word_mask" in item
-                                         else np.zeros(stop - start, bool))
-                if attention is not None:
-                    for key, value in out.attention.items():
-                        if any(key.startswith(p) for p in attention):
-                            kept.setdefault(key, []).append(value[0].float().cpu().numpy())
+                    audio_reader.file.close()
 
         from mmaffect.training.evaluate import align_delay
 
@@ -440,14 +454,16 @@ class Predictor:
         return it, report
 
 
-def _take_faces(it: Iterator, n: int, size: int, start: int) -> dict[str, np.ndarray]:
-    """The next ``n`` frames of a face iterator as cached-stream arrays (masked where no face)."""
-    crops = np.zeros((n, size, size, 3), np.uint8)
-    mask = np.zeros(n, bool)
-    for i, crop, _ in itertools.islice(it, n):
-        if crop is not None:
-            crops[i - start], mask[i - start] = crop, True
-    return {"faces": crops, "face_mask": mask}
+def _face_chunks(it: Iterator, n_frames: int, chunk: int, size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Cached-stream face arrays, ``chunk`` frames at a time, from a face iterator (masked where no face)."""
+    for start in range(0, n_frames, chunk):
+        n = min(chunk, n_frames - start)
+        crops = np.zeros((n, size, size, 3), np.uint8)
+        mask = np.zeros(n, bool)
+        for i, crop, _ in itertools.islice(it, n):
+            if crop is not None:
+                crops[i - start], mask[i - start] = crop, True
+        yield {"faces": crops, "face_mask": mask}
 
 
 class _AudioReader:

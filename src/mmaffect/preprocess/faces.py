@@ -540,51 +540,63 @@ class _Failure:
     error: BaseException
 
 
-def _prefetch(items: Iterator[_T], *, depth: int) -> Iterator[_T]:
-    """Run ``items`` in a background thread, ``depth`` items ahead.
+class _Prefetch(Iterator[_T]):
+    """Run ``items`` in a background thread, ``depth`` items ahead; started at once.
 
     Video decoding (FFmpeg releases the GIL) then overlaps with face
-    detection (OpenCV releases it too). Exceptions are re-raised here; when
-    the consumer stops early the producer thread is stopped and joined.
+    detection (OpenCV releases it too), and a whole face-tracking pass can
+    run ahead of a model. Exceptions are re-raised by ``next``; ``close()``
+    (also when the consumer stops early) stops and joins the thread.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def produce() -> None:
+    def __init__(self, items: Iterator[_T], *, depth: int) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._items = items
+        self._worker = threading.Thread(target=self._produce, name="mmaffect-prefetch", daemon=True)
+        self._worker.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in self._items:
+                if not self._put(item):
                     break
             result: object = _DONE
         except BaseException as exc:  # handed to the consumer, re-raised there
             result = _Failure(exc)
         finally:
-            close = getattr(items, "close", None)
+            close = getattr(self._items, "close", None)
             if close is not None:
                 close()
-        while not stop.is_set():
-            try:
-                q.put(result, timeout=0.1)
-                break
-            except queue.Full:
-                continue
+        self._put(result)
 
-    worker = threading.Thread(target=produce, name="mmaffect-video-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
+    def __next__(self) -> _T:
+        if self._finished:
+            raise StopIteration
+        item = self._q.get()
+        if item is _DONE or isinstance(item, _Failure):
+            self._finished = True
+            self.close()
             if isinstance(item, _Failure):
                 raise item.error
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._worker.join()
+
+
+def _prefetch(items: Iterator[_T], *, depth: int) -> _Prefetch[_T]:
+    """Start prefetching ``items`` in a thread now (see :class:`_Prefetch`)."""
+    return _Prefetch(items, depth=depth)

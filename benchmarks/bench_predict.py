@@ -1,0 +1,142 @@
+"""Benchmark `mmaffect predict` end to end: real-time factor and peak memory.
+
+Workloads: synthetic talking-face recordings (320x240, 25 fps, wav audio,
+transcript) of 1, 3 and (unless ``--quick``) 30 minutes, written by
+``mmaffect synth``. Each prediction runs in a fresh subprocess through the
+Python API (:func:`mmaffect.load` → ``predict_full``, the same code as the
+CLI minus figure writing), so its peak RSS is its own: model, text embedder,
+decoding and face tracking included. Timing covers everything after the
+checkpoint is loaded (the embedder's import and load included, on first use).
+
+The model's weights do not change its speed, so by default an untrained model
+is saved as a checkpoint: ``--config`` picks its configuration (default the
+demo's reduced-width ``configs/synthetic/fusion.yaml``; ``--paper`` uses the
+paper's full-size ``fusion-hierarchical``). ``--checkpoint`` uses a trained one.
+
+Usage::
+
+    python benchmarks/bench_predict.py [--workdir DIR] [--paper] [--quick] [--threads 2]
+
+Prints a Markdown table; copy it into docs/benchmarks.md with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _child(args: argparse.Namespace) -> None:
+    import torch
+
+    import mmaffect
+
+    torch.set_num_threads(args.threads)
+    predictor = mmaffect.load(args.checkpoint, device="cpu")
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    pred = predictor.predict_full(args.video, audio=args.audio, transcript=args.transcript,
+                                  chunk_seconds=args.chunk_seconds)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"wall_s": wall, "peak_mib": peak, "loaded_mib": rss_loaded,
+                      "media_s": pred.report["duration"], "frames_with_face": pred.report["frames_with_face"],
+                      "n_frames": pred.report["n_frames"]}))
+
+
+def _make_checkpoint(path: Path, *, config: str | None, paper: bool) -> str:
+    import torch
+
+    from mmaffect.config import load_config
+    from mmaffect.models import create_model
+    from mmaffect.preprocess.pipeline import resolve_prepare_config
+    from mmaffect.training.checkpoint import save_checkpoint
+    from mmaffect.training.trainer import load_train_config
+
+    if paper:
+        cfg = {"model_name": "fusion-hierarchical", "model_options": {}, "data": {"annotation_delay": 0.0}}
+        face = 96
+    else:
+        cfg = load_train_config(config or str(Path(__file__).resolve().parents[1] / "configs/synthetic/fusion.yaml"),
+                                ["data.cache=unused"])
+        face = int(cfg["model_options"].get("image_size", 48))
+    torch.manual_seed(0)
+    model = create_model(cfg["model_name"], **cfg.get("model_options", {}))
+    prep = resolve_prepare_config(load_config("prepare", [f"faces.size={face}"]))
+    save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=0, step=0, best_score=0.0,
+                    best_epoch=0, stale_epochs=0, history=[], config=cfg, prepare_config=prep)
+    params = sum(p.numel() for p in model.parameters())
+    return f"{cfg['model_name']} ({params / 1e6:.2f} M parameters, {face}x{face} faces)"
+
+
+def _recording(workdir: Path, minutes: float) -> dict[str, Path]:
+    from mmaffect.data.synthetic import synthesize
+
+    root = workdir / f"rec{minutes:g}min"
+    if not (root / "synth.json").exists():
+        synthesize(root, n_train=1, n_devel=0, n_test=0, duration=60.0 * minutes, seed=7, progress=False)
+    stem = sorted((root / "video").iterdir())[0].stem
+    return {"video": root / "video" / f"{stem}.avi", "audio": root / "audio" / f"{stem}.wav",
+            "transcript": root / "transcriptions" / f"{stem}.csv"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--video"), p.add_argument("--audio"), p.add_argument("--transcript")
+    p.add_argument("--checkpoint", help="trained checkpoint (default: an untrained model, see --config/--paper)")
+    p.add_argument("--config", help="training config of the untrained model (default configs/synthetic/fusion.yaml)")
+    p.add_argument("--paper", action="store_true", help="the paper's full-size fusion-hierarchical, 96x96 faces")
+    p.add_argument("--workdir", default="/tmp/bench_predict")
+    p.add_argument("--minutes", default="1,3,30", help="recording lengths, comma-separated")
+    p.add_argument("--quick", action="store_true", help="only 1 and 3 minutes")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--chunk-seconds", type=float, default=60.0)
+    args = p.parse_args()
+    if args.child:
+        _child(args)
+        return
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint:
+        ckpt, what = args.checkpoint, args.checkpoint
+    else:
+        ckpt = str(workdir / ("paper.pt" if args.paper else "demo.pt"))
+        what = _make_checkpoint(Path(ckpt), config=args.config, paper=args.paper)
+    minutes = [float(m) for m in args.minutes.split(",")]
+    if args.quick:
+        minutes = [m for m in minutes if m <= 3]
+    rows = []
+    for m in minutes:
+        t0 = time.perf_counter()
+        rec = _recording(workdir, m)
+        made = time.perf_counter() - t0
+        cmd = [sys.executable, __file__, "--child", "--checkpoint", ckpt, "--threads", str(args.threads),
+               "--chunk-seconds", str(args.chunk_seconds),
+               *[x for k in ("video", "audio", "transcript") for x in (f"--{k}", str(rec[k]))]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if proc.returncode != 0:
+            raise SystemExit(f"predict failed:\n{proc.stderr}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append((m, r))
+        print(f"  {m:g} min: recording written in {made:.0f} s; predict {r['wall_s']:.1f} s", file=sys.stderr)
+    print(f"model: {what}; torch threads {args.threads}; chunk {args.chunk_seconds:g} s; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    print("| recording | media (s) | predict (s) | × real time | peak RSS (MiB) | RSS after loading the model (MiB) | frames with a face |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for m, r in rows:
+        print(f"| {m:g} min 320×240 25 fps + transcript | {r['media_s']:.0f} | {r['wall_s']:.1f} | "
+              f"{r['media_s'] / r['wall_s']:.1f} | {r['peak_mib']:.0f} | {r['loaded_mib']:.0f} | "
+              f"{r['frames_with_face']}/{r['n_frames']} |")
+
+
+if __name__ == "__main__":
+    main()
