@@ -212,7 +212,7 @@ def test_cli_writes_csv_figures_and_overlay(media: dict[str, Path], tmp_path: Pa
     assert rc == 0, capsys.readouterr().err
     frame = pd.read_csv(out / "predictions.csv")
     assert len(frame) == 80 and set(frame.columns) >= {"time", "arousal", "valence"}
-    for name in ("traces.png", "fusion_weights.png", "words.html", "words.png", "report.json"):
+    for name in ("traces.png", "fusion.png", "words.html", "words.png", "report.json"):
         assert (out / name).stat().st_size > 100, name
     overlay = out / "talk_traces.mp4"
     with av.open(str(overlay)) as c:

@@ -23,6 +23,13 @@ def default_checkpoint() -> Path:
     )
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}") from None
+
+
 def _companion(folder: Path | None, stem: str) -> Path | None:
     """``<folder>/<stem>.csv`` (or ``.txt``) if it exists."""
     if folder is None:
@@ -82,7 +89,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         pred = predictor.predict_full(video, transcript=transcript, turns=turns, chunk_seconds=args.chunk_seconds,
                                       vad_db=args.vad_db, progress=not args.quiet)
         folder = out / video.stem if len(jobs) > 1 or args.per_video_folder else out
-        written = pred.save(folder, modalities=predictor.modalities, figures=not args.no_figures)
+        written = pred.save(folder, figures=not args.no_figures, times=args.times)
         if args.overlay:
             written["overlay"] = write_overlay(video, pred.frame, folder / f"{video.stem}_traces.mp4")
         r = pred.report
@@ -113,6 +120,9 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--vad-db", type=float, default=None,
                    help="without --turns: frames quieter than this level (dBFS, e.g. -40) count as not the target")
     s.add_argument("--no-figures", action="store_true", help="only the CSV and report")
+    s.add_argument("--times", type=_float_list, default=None,
+                   help="comma-separated seconds: show the words and a fusion diagram at these times "
+                        "(default: the frames where the text selector is most peaked)")
     s.add_argument("--per-video-folder", action="store_true",
                    help="write into OUT/<video stem>/ even for one video (always so for several)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")

@@ -132,17 +132,19 @@ class Prediction:
         return [str(self.word_tokens[j]) for j in self.word_index[i] if j >= 0]
 
 
-    def save(self, folder: str | Path, *, modalities: Sequence[str] = ("text", "audio", "visual"),
-             figures: bool = True, n_sentences: int = 6) -> dict[str, Path]:
+    def save(self, folder: str | Path, *, figures: bool = True, sentences: int = 3,
+             times: Sequence[float] | None = None) -> dict[str, Path]:
         """Write the prediction into ``folder``; returns ``{what: path}``.
 
         ``predictions.csv`` (the ``frame``), ``report.json`` and, with
-        ``figures``: ``traces.png`` (arousal and valence over time, bands
-        where a modality is masked), ``fusion_weights.png`` (multimodal
-        models) and ``words.html`` / ``words.png`` (the text selector's
-        weight of every word in the ``n_sentences`` frames where it is most
-        peaked; text models with a transcript). Every file is written
-        atomically.
+        ``figures`` (:func:`mmaffect.viz.report.write_session_figures`):
+        ``traces.png`` (arousal and valence over time, shaded where a
+        modality is masked), ``fusion.png`` (the fusion weights of every
+        frame; attention fusions only) and ``words.html`` / ``words.png``
+        (the text selector's weight of every word in the ``sentences``
+        frames where it is most peaked, or at ``times``; text models with a
+        transcript). ``times`` also draws one Fig.-4 fusion diagram per
+        time. Every file is written atomically.
         """
         from mmaffect.utils.io import atomic_write_text
 
@@ -152,33 +154,31 @@ class Prediction:
         written["csv"] = folder / "predictions.csv"
         atomic_write_text(written["csv"], self.frame.to_csv(index=False, float_format="%.6f"))
         written["report"] = folder / "report.json"
-        atomic_write_text(written["report"], json.dumps(self.report, indent=2, default=str) + "\n")
         if not figures:
+            atomic_write_text(written["report"], json.dumps(self.report, indent=2, default=str) + "\n")
             return written
-        from mmaffect.viz.traces import plot_traces
+        from mmaffect.viz.attention import SessionAttention, frame_words
+        from mmaffect.viz.report import write_session_figures
 
-        presence = {name: self.frame[col].to_numpy().astype(bool)
-                    for name, col in (("audio", "audio"), ("visual", "face"), ("text", "words"))
-                    if name in modalities}
-        written["traces"] = plot_traces(self.times, self.values, presence=presence,
-                                        title=self.report.get("video") or self.report.get("audio"),
-                                        path=folder / "traces.png")
-        fusion = {k: v for k, v in self.attention.items() if k.startswith("fusion.")}
-        if fusion:
-            from mmaffect.viz.attention import fusion_weights_figure
-
-            written["fusion"] = fusion_weights_figure(self.times, fusion, modalities=list(modalities),
-                                                      path=folder / "fusion_weights.png")
-        selector = self.attention.get("text.selector")
-        if selector is not None and self.word_index is not None and self.frame["words"].any():
-            from mmaffect.viz.attention import pick_sentences, word_weights_html, word_weights_png
-
-            sentences = pick_sentences(selector, self.word_index, self.word_tokens, n=n_sentences,
-                                       times=self.times)
-            if sentences:
-                written["words_html"] = word_weights_html(sentences, path=folder / "words.html",
-                                                          title="text selector weights")
-                written["words_png"] = word_weights_png(sentences, path=folder / "words.png")
+        modalities = tuple(self.report.get("modalities") or ())
+        source = self.report.get("video") or self.report.get("audio") or "recording"
+        result = SessionAttention(
+            name=Path(str(source)).name, partition=None, model_name=str(self.report.get("model")),
+            modalities=modalities, times=self.times, pred=self.values, gold=None,
+            attention=self.attention,
+            presence={m: self.frame[c].to_numpy().astype(bool)
+                      for m, c in (("text", "words"), ("audio", "audio"), ("visual", "face")) if m in modalities},
+            words=(frame_words(self.word_tokens, self.word_index)
+                   if self.word_tokens is not None and self.word_index is not None
+                   else [[] for _ in range(len(self.frame))]),
+            word_tokens=self.word_tokens, word_index=self.word_index,
+            pairs=tuple(tuple(p) for p in self.report["fusion_pairs"]) if self.report.get("fusion_pairs") else None,
+            delay_frames=0,  # ``frame`` is already delay-aligned
+        )
+        figs = write_session_figures(result, out=folder, times=times, sentences=sentences)
+        written.update(figs.written)
+        self.report["figures_skipped"] = figs.skipped
+        atomic_write_text(written["report"], json.dumps(self.report, indent=2, default=str) + "\n")
         return written
 
 
@@ -311,7 +311,9 @@ class Predictor:
                                   "audio": str(audio_src) if audio_src else None,
                                   "transcript": str(text_path) if text_path else
                                   ("given" if words is not None else None),
-                                  "mmaffect_version": __version__}
+                                  "mmaffect_version": __version__,
+                                  "modalities": list(getattr(self.model, "modalities", self.modalities)),
+                                  "fusion_pairs": self._fusion_pairs()}
 
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
             n_samples = 0
@@ -418,6 +420,11 @@ class Predictor:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    def _fusion_pairs(self) -> list[list[int]] | None:
+        fusion = getattr(self.model, "fusion", None)
+        pairs = getattr(fusion, "pairs", None)
+        return None if pairs is None else [[int(i) for i in p] for p in pairs]
 
     def _embed_dim(self) -> int:
         """Word-vector size the text branch takes (0 for models without one)."""
