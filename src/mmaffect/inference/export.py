@@ -54,9 +54,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmaffect import __version__
 from mmaffect.errors import ConfigError
@@ -74,6 +72,8 @@ __all__ = [
     "DEFAULT_OPSET",
     "MODALITY_INPUTS",
     "ExportReport",
+    "TraceableBranch",
+    "TraceableModel",
     "add_export_parser",
     "export_onnx",
     "initial_state",
@@ -100,7 +100,7 @@ MODALITY_INPUTS: dict[str, tuple[str, str]] = {
 def _text_frames(branch: Branch, words: torch.Tensor, word_mask: torch.Tensor, mask: torch.Tensor) -> tuple:
     """TextNetwork on every frame: features (N, D), present (N,), selector (N, p, L)."""
     import torch
-    
+
     n_slots, dim = words.shape[-2], words.shape[-1]
     flat_words = words.reshape(-1, n_slots, dim)
     flat_mask = word_mask.reshape(-1, n_slots).to(torch.bool)
@@ -132,7 +132,7 @@ def _li2019_log_mel(branch: Branch, x: torch.Tensor) -> torch.Tensor:
     and sin bases; same values as ``torch.stft`` to float rounding."""
     import torch
     import torch.nn.functional as F
-    
+
     n_fft, hop = branch.n_fft, branch.hop
     n_freq = n_fft // 2 + 1
     t = torch.arange(n_fft, dtype=torch.float64)
@@ -148,7 +148,7 @@ def _li2019_log_mel(branch: Branch, x: torch.Tensor) -> torch.Tensor:
 
 def _li2019_frames(branch: Branch, x: torch.Tensor) -> torch.Tensor:
     import torch
-    
+
     h = branch.cnn(_li2019_log_mel(branch, x).unsqueeze(1))  # (n, c, freq, time)
     n, c, fr, steps = h.shape
     h, _ = branch.lstm(h.permute(0, 3, 1, 2).reshape(n, steps, c * fr))
@@ -255,7 +255,7 @@ def _head_forward(
     uses the plain LSTM when nothing is padded; same values)."""
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-    
+
     b, t = mask.shape[0], mask.shape[1]
     lengths = mask.to(torch.long).sum(dim=1)
     packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
@@ -353,9 +353,9 @@ def _as_module(fn: Any, owned: nn.Module) -> nn.Module:
 def initial_state(model_or_head: nn.Module, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Zero ``h0``, ``c0`` (layers, batch, hidden) float32 for a fresh recording."""
     import numpy as np
-    
+
     from mmaffect.models.temporal import TemporalHead
-    
+
     head = model_or_head if isinstance(model_or_head, TemporalHead) else model_or_head.head
     zeros = np.zeros((head.layers, batch, head.hidden), dtype=np.float32)
     return zeros, zeros.copy()
@@ -402,7 +402,7 @@ def _example_inputs(
 ) -> dict[str, torch.Tensor]:
     """Random inputs with absent frames of every modality and trailing padding."""
     import torch
-    
+
     from mmaffect.models.summary import example_batch
 
     out = example_batch(modalities, batch=batch, frames=frames, embed_dim=sizes["embed_dim"],
@@ -444,7 +444,7 @@ def onnx_feed(batch: Mapping[str, Any], input_names: Sequence[str]) -> dict[str,
     """
     import numpy as np
     import torch
-    
+
     feed = {}
     for name in input_names:
         if name not in batch:
@@ -557,7 +557,7 @@ def _export_module(
     output_specs: Sequence[Mapping[str, Any]], opset: int,
 ) -> None:
     import torch
-    
+
     input_names = [s["name"] for s in input_specs]
     output_names = [s["name"] for s in output_specs]
     dynamic = {s["name"]: _dims(s) for s in (*input_specs, *output_specs) if _dims(s)}
@@ -576,7 +576,7 @@ def _run_onnx(ort: Any, path: Path, feed: Mapping[str, np.ndarray]) -> dict[str,
 
 def _parity(expected: Mapping[str, torch.Tensor], got: Mapping[str, np.ndarray], label: str) -> dict[str, float]:
     import numpy as np
-    
+
     out = {}
     for name, value in expected.items():
         ref = _to_numpy(value)
@@ -700,7 +700,8 @@ def export_onnx(
             try:
                 _export_module(module, args, tmp, input_specs=specs, output_specs=outputs, opset=opset)
             except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-                raise ConfigError(f"{label}: ONNX export of {part!r} failed at opset {opset}: {exc}") from exc
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not the graph dump after it
+                raise ConfigError(f"{label}: ONNX export of {part!r} failed at opset {opset}: {reason}") from exc
             if verify:
                 parity = _verify(ort, model, part, tmp, check, specs, outputs, label)
                 worst = max(parity.values())
@@ -744,7 +745,7 @@ def _verify(
 ) -> dict[str, float]:
     """Run ``path`` with ONNX Runtime and the eager model on ``batch``; max abs difference per output."""
     import torch
-    
+
     b = batch["mask"].shape[0]
     with torch.no_grad():
         if part == "model":

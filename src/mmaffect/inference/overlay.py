@@ -22,7 +22,7 @@ from mmaffect.utils.io import atomic_path
 
 __all__ = ["write_overlay"]
 
-# BGR-free: frames are drawn in RGB.
+# Frames are drawn in RGB.
 _COLOURS = {"arousal": (230, 90, 40), "valence": (40, 110, 230)}
 
 
@@ -96,9 +96,9 @@ def write_overlay(video: str | Path, frame: pd.DataFrame, dest: str | Path, *, p
                         p[:] = panel
                         if len(times):
                             cv2.line(p, (int(xs[k]), 0), (int(xs[k]), ph - 1), (0, 0, 0), 1)
-                            label = f"A {values[k, 0]:+.2f}  V {values[k, 1]:+.2f}"
-                            cv2.putText(p, label, (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1,
-                                        cv2.LINE_AA)
+                            for j, (name, colour) in enumerate(_COLOURS.items()):
+                                cv2.putText(p, f"{name} {values[k, j]:+.2f}", (4 + 110 * j, 12),
+                                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
                         new = av.VideoFrame.from_ndarray(canvas, format="rgb24")
                         new.pts, n_out = n_out, n_out + 1
                         for pk in vout.encode(new):
