@@ -16,6 +16,7 @@ from pathlib import Path
 from mmaffect import __version__
 from mmaffect.errors import MMAffectError
 from mmaffect.inference.cli import add_predict_parser
+from mmaffect.inference.export import add_export_parser
 from mmaffect.viz.cli import add_viz_parser
 from mmaffect.training.cli_commands import add_evaluate_parser, add_train_parser, add_tune_parser
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
     add_predict_parser(sub)
     add_viz_parser(sub)
+    add_export_parser(sub)
 
     s = sub.add_parser("models", help="list registered models with parameters and FLOPs per frame")
     s.add_argument("names", nargs="*")

@@ -365,6 +365,7 @@ def initial_state(model_or_head: nn.Module, batch: int) -> tuple[np.ndarray, np.
 
 
 def _modality_input_specs(modality: str, sizes: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Name, shape (strings = dynamic axes), dtype and meaning of a modality's two inputs."""
     if modality == "text":
         return [
             {"name": "words", "shape": ["batch", "time", "slots", sizes["embed_dim"]], "dtype": "float32",
@@ -394,6 +395,7 @@ _MASK_SPEC = {"name": "mask", "shape": ["batch", "time"], "dtype": "bool",
 
 
 def _dims(spec: Mapping[str, Any]) -> dict[int, str]:
+    """The dynamic axes of a spec, as ``dynamic_axes`` wants them."""
     return {i: d for i, d in enumerate(spec["shape"]) if isinstance(d, str)}
 
 
@@ -430,6 +432,7 @@ def _example_inputs(
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array (CPU, no grad)."""
     return t.detach().cpu().numpy()
 
 
@@ -474,6 +477,7 @@ class ExportReport:
         return max(values.values()) if values else float("nan")
 
     def summary(self) -> str:
+        """One line per file written, with the parity figure of each verified one."""
         lines = []
         for part, path in self.files.items():
             line = f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)"
@@ -487,6 +491,7 @@ class ExportReport:
 
 
 def _require_export_deps() -> Any:
+    """The onnxruntime module; ConfigError naming the extra to install when onnx or onnxruntime is missing."""
     try:
         import onnx  # noqa: F401
         import onnxruntime
@@ -499,10 +504,14 @@ def _require_export_deps() -> Any:
 
 
 def _load(checkpoint: Any) -> tuple[dict[str, Any], str]:
+    """The checkpoint dict and a label for messages; a run folder means its ``best.pt``."""
     from mmaffect.training.checkpoint import load_checkpoint
 
     if isinstance(checkpoint, (str, Path)):
-        return load_checkpoint(checkpoint), str(checkpoint)
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = path / "best.pt"
+        return load_checkpoint(path), str(path)
     label = "checkpoint dict"
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint or "config" not in checkpoint:
         raise ConfigError(f"{label}: not an mmaffect training checkpoint (no 'model'/'config' entries)")
@@ -510,6 +519,7 @@ def _load(checkpoint: Any) -> tuple[dict[str, Any], str]:
 
 
 def _build(ckpt: Mapping[str, Any], label: str) -> nn.Module:
+    """The checkpoint's registered model with its weights, in eval mode (ConfigError when they do not fit)."""
     from mmaffect.training.evaluate import build_model_from_checkpoint
 
     config = ckpt.get("config")
@@ -556,6 +566,7 @@ def _export_module(
     module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, *, input_specs: Sequence[Mapping[str, Any]],
     output_specs: Sequence[Mapping[str, Any]], opset: int,
 ) -> None:
+    """Trace ``module`` on ``args`` with the classic exporter (dynamic axes from the specs' named dims)."""
     import torch
 
     input_names = [s["name"] for s in input_specs]
@@ -567,6 +578,7 @@ def _export_module(
 
 
 def _run_onnx(ort: Any, path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of the ONNX file at ``path`` on ``feed`` (CPU), by name."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -575,6 +587,7 @@ def _run_onnx(ort: Any, path: Path, feed: Mapping[str, np.ndarray]) -> dict[str,
 
 
 def _parity(expected: Mapping[str, torch.Tensor], got: Mapping[str, np.ndarray], label: str) -> dict[str, float]:
+    """Max abs difference per output (bool outputs: the number of differing entries; NaN stays NaN)."""
     import numpy as np
 
     out = {}
@@ -591,6 +604,7 @@ def _parity(expected: Mapping[str, torch.Tensor], got: Mapping[str, np.ndarray],
 
 
 def _attention_specs(names: Sequence[str], tensors: Sequence[torch.Tensor], prefix: str) -> list[dict[str, Any]]:
+    """Output specs of attention tensors (B, T, ...); the text selector's last axis is the word slots."""
     specs = []
     for name, t in zip(names, tensors):
         shape: list[Any] = ["batch", "time", *t.shape[2:]]
@@ -614,7 +628,8 @@ def export_onnx(
     verify_frames: int = 7,
     seed: int = 0,
 ) -> ExportReport:
-    """Export a trained model (``checkpoint``: path or checkpoint dict) to ONNX.
+    """Export a trained model (``checkpoint``: a path, a run folder = its
+    ``best.pt``, or a checkpoint dict) to ONNX.
 
     ``parts``: ``"model"`` (the whole network, ``model.onnx``) and/or the
     modalities of its branches (``"text"``, ``"audio"``, ``"visual"`` →
@@ -749,7 +764,7 @@ def _verify(
     b = batch["mask"].shape[0]
     with torch.no_grad():
         if part == "model":
-            # Two chunks with the state carried: exercises h0/c0 as inputs too.
+            # A non-zero carried-in state, so h0/c0 are checked as inputs too.
             state = tuple(torch.randn(model.head.layers, b, model.head.hidden) * 0.1 for _ in range(2))
             result, (h_n, c_n) = model.forward_frames(dict(batch), state)
             expected = {"pred": result.pred, "h_n": h_n, "c_n": c_n}
@@ -772,6 +787,7 @@ def _verify(
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
+    """``mmaffect export``: export, then print the files written and the parity figures."""
     parts = [p for p in (x.strip() for x in args.parts.split(",")) if p]
     report = export_onnx(args.checkpoint, args.out, parts=parts, opset=args.opset, verify=not args.no_verify)
     print(report.summary())
@@ -780,7 +796,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def add_export_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``export`` on a subparsers object (``mmaffect export CHECKPOINT --out DIR``)."""
     s = sub.add_parser("export", help="export a trained checkpoint to ONNX (whole model and/or branches)")
-    s.add_argument("checkpoint", help="a training checkpoint (RUN/best.pt or RUN/last.pt)")
+    s.add_argument("checkpoint", help="a training checkpoint (RUN/best.pt, RUN/last.pt) or a run folder (its best.pt)")
     s.add_argument("--out", required=True, help="folder for <part>.onnx and preprocessing.json")
     s.add_argument("--parts", default="model",
                    help="comma-separated: model,text,audio,visual (the model's own branches) or all")
