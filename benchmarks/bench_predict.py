@@ -33,6 +33,14 @@ import time
 from pathlib import Path
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _child(args: argparse.Namespace) -> None:
     import torch
 
@@ -40,12 +48,12 @@ def _child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     predictor = mmaffect.load(args.checkpoint, device="cpu")
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded = _peak_mib()
     t0 = time.perf_counter()
     pred = predictor.predict_full(args.video, audio=args.audio, transcript=args.transcript,
                                   chunk_seconds=args.chunk_seconds)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = _peak_mib()
     print(json.dumps({"wall_s": wall, "peak_mib": peak, "loaded_mib": rss_loaded,
                       "media_s": pred.report["duration"], "frames_with_face": pred.report["frames_with_face"],
                       "n_frames": pred.report["n_frames"]}))

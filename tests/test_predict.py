@@ -144,6 +144,10 @@ def test_video_without_audio_track_masks_audio(media: dict[str, Path], predictor
     audio_only = mmaffect.load(_checkpoint(tmp_path / "audio.pt", "audio-tzirakis2018"))
     with pytest.raises(DataError, match="silent.mp4.*no audio track"):
         audio_only.predict(media["silent_mp4"])
+    assert audio_only.predict(media["mp4"])["audio"].all()
+    text_only = mmaffect.load(_checkpoint(tmp_path / "text.pt", "text-paper"))
+    with pytest.raises(ConfigError, match="text-only model: give a transcript"):
+        text_only.predict(media["mp4"])
 
 
 def test_video_without_a_face_is_masked_and_reported(media: dict[str, Path], predictor: Predictor,

@@ -299,6 +299,10 @@ class Predictor:
         if chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {chunk_seconds}")
 
+        if self.modalities == ("text",) and words is None:
+            raise ConfigError(f"{self.model_name!r} is a text-only model: give a transcript")
+        if self.modalities == ("visual",) and video is None:
+            raise ConfigError(f"{self.model_name!r} is a face-only model: give a video")
         cfg = self.prepare_config
         sr = int(cfg["audio"]["sample_rate"])
         fs = int(cfg["audio"]["frame_samples"])
