@@ -51,39 +51,10 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot open media file (corrupt or unsupported format): {exc}", path=path) from exc
-    try:
-        if not container.streams.audio:
-            raise DataError("file has no audio stream", path=path)
-        stream = container.streams.audio[0]
-        resampler: av.AudioResampler | None = None
-        chunks: list[np.ndarray] = []
-        rate = 0
-        t_last = 0.0
-
-        def collect(frames: Iterable[av.AudioFrame]) -> None:
-            for out in frames:
-                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-
-        try:
-            for frame in container.decode(stream):
-                if resampler is None:
-                    # planar float, original layout and rate: channels are
-                    # averaged here and soxr does the resampling
-                    rate = int(frame.sample_rate)
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
-                collect(resampler.resample(frame))
-                if frame.time is not None:
-                    t_last = float(frame.time)
-            if resampler is not None:
-                collect(resampler.resample(None))
-        except av.FFmpegError as exc:
-            raise DataError(f"audio stream is corrupt: {exc}", path=path, time=t_last) from exc
-    finally:
-        container.close()
+    chunks: list[np.ndarray] = []
+    rate = 0
+    for x, rate in _blocks_pyav(path):
+        chunks.append(x)
     if not chunks:
         return np.zeros(0, np.float32), rate
     return np.concatenate(chunks), rate
