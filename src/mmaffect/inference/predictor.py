@@ -268,7 +268,7 @@ class Predictor:
         """Arousal and valence at 10 Hz as a DataFrame (see :class:`Prediction`'s ``frame``)."""
         return self.predict_full(video, audio=audio, transcript=transcript, turns=turns, **options).frame
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_full(
         self,
         video: str | Path | None = None,
