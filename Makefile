@@ -7,6 +7,11 @@ PY         := $(VENV)/bin/python
 # Elsewhere use e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR   ?= demo_output
+# e.g. DEMO_ARGS="--seeds 0 1 2" (three seeds, mean ± std) or DEMO_ARGS=--single (one model)
+DEMO_ARGS  ?=
+# PyTorch CPU threads for the demo. One thread: on a 2-core machine shared with other jobs,
+# two threads made the demo's small models up to 40x slower (recipes/synthetic/README.md).
+DEMO_THREADS ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: demo test env clean
@@ -20,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/mmaffect demo --workdir $(DEMO_DIR)
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(VENV)/bin/mmaffect demo --workdir $(DEMO_DIR) $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)

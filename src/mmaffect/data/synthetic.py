@@ -9,21 +9,25 @@ frontal face). The files are read by the same reader as the real corpus.
 Signal design (details and a modality × dimension table in ``docs/synthetic.md``):
 
 * **Labels**: smooth arousal, valence and liking traces at 10 Hz in [-1, 1]
-  (slow sinusoids with random periods and phases plus low-pass noise; valence
+  (sinusoids with random periods of 5–30 s and phases plus low-pass noise; valence
   is decorrelated from arousal). Test recordings keep their labels so that
   demos can score; the real SEWA test labels were withheld.
 * **Turns**: alternating target and partner turns of 1.5–6 s with pauses;
   the target speaks about 45 % of the time.
 * **Audio**: a harmonic, formant-filtered, syllable-modulated voice. In the
   target's turns F0, loudness and syllable rate rise with arousal; valence
-  only tilts the spectrum a little. The partner's voice follows its own random
+  only tilts the spectrum very slightly. The partner's voice follows its own random
   prosody; background noise at 10–20 dB SNR throughout.
 * **Video**: :mod:`mmaffect.data.face_render` draws a face whose expression
-  follows valence (mouth curvature, brow slant) and arousal (eye and mouth
-  openness, brow height), the mouth moving with the target's syllables; about
-  15 % of the time the face is out of the picture or turned away.
+  follows valence (mouth curvature, brow slant) and, more weakly, arousal (eye
+  and mouth openness, brow height), scaled by a slowly varying
+  :func:`expressiveness` (expressive stretches alternate with a near poker
+  face); the mouth moves with the target's syllables. The face is out of the
+  picture or turned away about 40 % of the time, mostly while the target
+  speaks (version 2), so the face covers the listening time and the voice and
+  words the speaking time.
 * **Text**: one transcript turn per target turn; the share of positive versus
-  negative words follows valence; arousal only changes how often an
+  negative words follows valence strongly; arousal only changes how often an
   intensifier appears.
 
 Everything is drawn from ``numpy.random.Generator`` streams seeded by
@@ -59,7 +63,7 @@ from mmaffect.data.session import LABEL_RATE, Turn, frame_times
 from mmaffect.errors import ConfigError
 from mmaffect.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 """Version of the generator; bumped whenever the same seed would give different files."""
 
 AUDIO_SAMPLE_RATE = 16000
@@ -71,8 +75,17 @@ FOLDERS = ("audio", "video", "labels", "turns", "transcriptions")
 TARGET_SPEECH_SHARE = 0.45
 """Fraction of the time the target speaks (on average)."""
 
-FACE_MISSING_SHARE = 0.15
-"""Fraction of the time the target's face is out of the picture or turned away (on average)."""
+FACE_AWAY_WHILE_SPEAKING = 0.85
+"""Share of the target's turns during which the face turns away or leaves the picture (version 2)."""
+
+FACE_GAP_SHARE = 0.1
+"""Expected share of the time covered by extra 3–8 s face gaps at random (version 2)."""
+
+LABEL_PERIODS = (5.0, 30.0)
+"""Range of the periods (s) of the label traces' sinusoids (version 1: 8–45 s)."""
+
+FACE_AROUSAL_GAIN = 0.6
+"""How strongly the rendered expression follows arousal, relative to valence (version 2)."""
 
 # --------------------------------------------------------------------------- lexicon
 POSITIVE_WORDS = (
@@ -198,7 +211,7 @@ class SessionPlan:
         return out
 
 
-_COMPONENTS = ("traces", "turns", "speech", "text", "look", "noise", "audio", "appearance", "motion")
+_COMPONENTS = ("traces", "turns", "speech", "text", "look", "noise", "audio", "appearance", "motion", "expression")
 
 
 def component_rng(seed: int, name: str, component: str) -> np.random.Generator:
@@ -212,13 +225,14 @@ def component_rng(seed: int, name: str, component: str) -> np.random.Generator:
 
 
 def smooth_trace(
-    rng: np.random.Generator, times: np.ndarray, *, periods: tuple[float, float] = (8.0, 45.0), n_sines: int = 4
+    rng: np.random.Generator, times: np.ndarray, *, periods: tuple[float, float] = (8.0, 45.0), n_sines: int = 4,
+    noise_sigma: float = 2.0,
 ) -> np.ndarray:
     """A smooth zero-centred trace of unit-ish scale at ``times``.
 
     Sum of ``n_sines`` sinusoids with log-uniform periods in ``periods`` and
-    random phases, plus Gaussian-smoothed noise (σ = 2 s). Not bounded; callers
-    squash it.
+    random phases, plus Gaussian-smoothed noise (σ = ``noise_sigma`` s). Not
+    bounded; callers squash it.
     """
     t = np.asarray(times, dtype=np.float64)
     x = np.zeros_like(t)
@@ -227,7 +241,7 @@ def smooth_trace(
         x += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
     x /= np.sqrt(n_sines * 0.4)
     dt = float(np.median(np.diff(t))) if len(t) > 1 else 0.1
-    noise = gaussian_filter1d(rng.standard_normal(len(t)), sigma=2.0 / dt, mode="reflect")
+    noise = gaussian_filter1d(rng.standard_normal(len(t)), sigma=noise_sigma / dt, mode="reflect")
     noise /= max(float(np.std(noise)), 1e-9)
     return 0.8 * x + 0.5 * noise
 
@@ -239,9 +253,10 @@ def _squash(x: np.ndarray) -> np.ndarray:
 
 def _labels(rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arousal, valence, liking traces in [-1, 1]; valence is decorrelated from arousal."""
-    xa = smooth_trace(rng, times) + rng.normal(0.0, 0.35)
-    xv = smooth_trace(rng, times) + rng.normal(0.0, 0.35)
-    xl = smooth_trace(rng, times)
+    kw = {"periods": LABEL_PERIODS, "noise_sigma": 1.5}
+    xa = smooth_trace(rng, times, **kw) + rng.normal(0.0, 0.35)
+    xv = smooth_trace(rng, times, **kw) + rng.normal(0.0, 0.35)
+    xl = smooth_trace(rng, times, **kw)
     ca, cv = xa - xa.mean(), xv - xv.mean()
     if len(times) > 2 and float(ca @ ca) > 0:
         xv = xv - (float(ca @ cv) / float(ca @ ca)) * ca
@@ -281,38 +296,65 @@ def _alternate(
     return target, partner
 
 
-def _face_missing(rng: np.random.Generator, duration: float) -> list[tuple[float, float, str]]:
-    """Periods (start, end, pose) without a frontal face, about 15 % of the time."""
-    total = FACE_MISSING_SHARE * duration * rng.uniform(0.8, 1.2)
-    n = max(1, int(round(total / 3.0)))
-    lengths = rng.uniform(0.7, 1.3, size=n)
-    lengths = np.maximum(1.0, lengths / lengths.sum() * total)
-    seg = duration / n
-    kinds = ("away", "absent") if rng.integers(0, 2) == 0 else ("absent", "away")
+def _face_missing(
+    rng: np.random.Generator, duration: float, target_spans: list[tuple[float, float]] | None = None
+) -> list[tuple[float, float, str]]:
+    """Periods (start, end, pose) without a frontal face, about a third of the time.
+
+    Version 2: the face is mostly hidden *while the target speaks*: in a
+    share :data:`FACE_AWAY_WHILE_SPEAKING` of the target's turns the person
+    turns away or leaves the picture shortly after the turn starts and comes
+    back around its end; on top of that come a few longer gaps of 3–8 s at
+    random (about :data:`FACE_GAP_SHARE` of the time). Overlapping periods are
+    merged; every session has at least one period. The visual modality therefore
+    sees the target mostly while they listen, and the voice and the words
+    mostly while they speak.
+    """
+    spans: list[tuple[float, float]] = []
+    for start, end in target_spans or []:
+        if rng.random() < FACE_AWAY_WHILE_SPEAKING:
+            s = start + rng.uniform(0.0, 0.25) * (end - start)
+            e = min(end + rng.uniform(-0.3, 0.8), duration - 0.1)
+            if e - s >= 1.0:
+                spans.append((s, e))
+    n_gaps = int(rng.poisson(FACE_GAP_SHARE * duration / 5.0))
+    if not spans and n_gaps == 0:
+        n_gaps = 1
+    for _ in range(n_gaps):
+        length = min(rng.uniform(3.0, 8.0), 0.5 * duration)
+        s = rng.uniform(0.1, max(0.1, duration - length - 0.1))
+        spans.append((s, s + length))
+    spans.sort()
+    merged: list[list[float]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1] + 0.3:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    first = "away" if rng.integers(0, 2) == 0 else "absent"
+    other = "absent" if first == "away" else "away"
     out = []
-    for k in range(n):
-        length = min(float(lengths[k]), 0.8 * seg)
-        start = k * seg + rng.uniform(0.1 * seg, max(0.1 * seg, 0.9 * seg - length))
-        out.append((round(start, 2), round(start + length, 2), kinds[k % 2]))
+    for k, (s, e) in enumerate(merged):
+        kind = (first, other)[k % 2] if k < 2 else str(rng.choice(("away", "absent")))
+        out.append((round(s, 2), round(min(e, duration - 0.05), 2), kind))
     return out
 
 
 def _words(rng: np.random.Generator, *, n_words: int, valence: float, arousal: float) -> str:
     """A sentence of ``n_words`` tokens whose lexical valence follows ``valence``."""
-    p_pos = 0.05 + 0.6 * (1.0 + valence) / 2.0
-    p_neg = 0.05 + 0.6 * (1.0 - valence) / 2.0
+    p_valenced = 0.75  # share of content words that carry valence
+    p_positive = 0.5 * (1.0 + np.tanh(2.5 * valence))  # of those, the share of positive ones
     words: list[str] = []
     for _ in range(n_words):
-        if rng.random() < 0.4:
+        if rng.random() < 0.25:
             words.append(str(rng.choice(FUNCTION_WORDS)))
             continue
-        u = rng.random()
-        if u < p_pos:
-            words.append(str(rng.choice(POSITIVE_WORDS)))
-        elif u < p_pos + p_neg:
-            words.append(str(rng.choice(NEGATIVE_WORDS)))
-        else:
+        if rng.random() >= p_valenced:
             words.append(str(rng.choice(NEUTRAL_WORDS)))
+        elif rng.random() < p_positive:
+            words.append(str(rng.choice(POSITIVE_WORDS)))
+        else:
+            words.append(str(rng.choice(NEGATIVE_WORDS)))
     if rng.random() < 0.15 + 0.15 * arousal and len(words) < 25:
         words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(INTENSIFIERS)))
     if rng.random() < 0.15 and len(words) < 25:
@@ -344,7 +386,7 @@ def _syllables(
             gain = 10.0 ** ((voice.level_db + 7.0 * a + rng.normal(0.0, 1.0)) / 20.0)
             out.append(Syllable(
                 start=float(t), duration=float(dur), f0=float(f0), gain=float(gain),
-                vowel=str(rng.choice(vowels)), target=target, tilt=float(1.05 - 0.15 * v),
+                vowel=str(rng.choice(vowels)), target=target, tilt=float(1.05 - 0.08 * v),
                 consonant=bool(rng.random() < 0.6), formant_scale=voice.formant_scale,
             ))
             t += period
@@ -387,7 +429,7 @@ def plan_session(name: str, *, duration: float, seed: int, partition: str | None
     syl += _syllables(sp, pspans, arousal=partner_arousal, valence=np.zeros_like(times), times=times,
                       voice=partner_voice, target=False)
     syl.sort(key=lambda s: s.start)
-    face_missing = _face_missing(rngs["look"], duration)
+    face_missing = _face_missing(rngs["look"], duration, tspans)
     snr = 15.0 + 5.0 * np.tanh(smooth_trace(rngs["noise"], times))
     return SessionPlan(
         name=name, partition=partition or name.split("_")[0], duration=float(duration), seed=int(seed),
@@ -478,13 +520,31 @@ def _talk_envelope(plan: SessionPlan, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def expressiveness(plan: SessionPlan, t: np.ndarray) -> np.ndarray:
+    """How much of the affect the face shows at times ``t``, in (0, 1) (version 2).
+
+    A slow random trace (periods 4–20 s) through ``0.5 + 0.5 tanh(1.5 x)``:
+    the face alternates between expressive stretches and a near poker face,
+    so the visual modality carries the labels only part of the time. Drawn
+    from the session's ``expression`` stream.
+
+    >>> p = plan_session("Train_01", duration=20.0, seed=0)
+    >>> e = expressiveness(p, p.times)
+    >>> bool(0 < e.min() < 0.3 and 0.7 < e.max() < 1)
+    True
+    """
+    rng = component_rng(plan.seed, plan.name, "expression")
+    return 0.5 + 0.5 * np.tanh(1.5 * smooth_trace(rng, np.asarray(t, dtype=np.float64), periods=(4.0, 20.0),
+                                                  n_sines=3, noise_sigma=1.0))
+
+
 def video_frames(
     plan: SessionPlan, *, width: int = 320, height: int = 240, fps: float = 25.0
 ) -> Iterator[tuple[np.ndarray, FrameInfo]]:
     """Yield ``(rgb frame, FrameInfo)`` for every video frame of the session.
 
-    Expression follows the labels (with a per-session expressiveness and a
-    little independent jitter); head position, scale, roll and lighting drift
+    Expression follows the labels scaled by :func:`expressiveness` (arousal
+    by a further :data:`FACE_AROUSAL_GAIN`), plus a little independent jitter; head position, scale, roll and lighting drift
     slowly and independently of affect.
     """
     n = int(round(plan.duration * fps))
@@ -492,9 +552,9 @@ def video_frames(
     renderer = FaceRenderer(width=width, height=height, rng=component_rng(plan.seed, plan.name, "appearance"))
     mot = component_rng(plan.seed, plan.name, "motion")
     drift = [np.tanh(smooth_trace(mot, t, periods=(3.0, 15.0), n_sines=3)) for _ in range(8)]
-    express = mot.uniform(0.7, 1.0)
+    express = expressiveness(plan, t)
     arousal, valence = plan.affect_at(t)
-    arousal = np.clip(express * arousal + 0.12 * drift[6], -1, 1)
+    arousal = np.clip(FACE_AROUSAL_GAIN * express * arousal + 0.12 * drift[6], -1, 1)
     valence = np.clip(express * valence + 0.12 * drift[7], -1, 1)
     talk = _talk_envelope(plan, t)
     poses = plan.pose_at(t)

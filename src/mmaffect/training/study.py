@@ -24,6 +24,8 @@ from mmaffect.training.stats import format_mean_std, mean_std
 from mmaffect.training.trainer import load_train_config, train
 
 UNIMODAL = ("text", "audio", "visual")
+UNIMODAL_MODELS = ("text-paper", "audio-tzirakis2018", "visual-hrnet3-attpool")
+"""The unimodal networks of the built-in synthetic configurations (``configs/synthetic``), in study order."""
 FUSIONS = (
     "fusion-concat",
     "fusion-self-attention",
@@ -31,6 +33,11 @@ FUSIONS = (
     "fusion-residual-self-attention",
     "fusion-crossmodal-hierarchical",
 )
+
+
+def _num(x: float) -> str:
+    """A CCC in the tables' style (``.765``, ``-.250``)."""
+    return format_mean_std(x, 0.0).split(" ±")[0]
 
 
 def _builtin_dir(name: str) -> Path:
@@ -63,6 +70,76 @@ class StudyResult:
             f"seed {self.seeds[0]}"
         head = f"CCC on the {partition} partition (concatenated recordings; {spread})\n\n"
         return head + markdown_table(["model", "arousal", "valence", "mean", "train s / run"], rows)
+
+
+    def mean_of(self, model: str, partition: str, dimension: str = "mean") -> tuple[float, float]:
+        """Mean and std over seeds of one model's CCC (NaN when it was not scored)."""
+        values = self.scores.get(model, {}).get(partition, {}).get(dimension, [])
+        return mean_std(values) if values else (float("nan"), float("nan"))
+
+    def verdict(self, partition: str = "devel", dimension: str = "mean") -> list[str]:
+        """The issue-#4 acceptance questions answered from the scores, one line each.
+
+        (a) does the best multimodal model beat every unimodal one, and
+        (b) does each attention fusion beat ``fusion-concat`` by more than the
+        spread over seeds (the larger of the two models' stds; with one seed
+        there is no spread and the line says so)?
+
+        >>> r = StudyResult(out=Path("."), seeds=(0, 1))
+        >>> r.scores = {"text-paper": {"devel": {"mean": [0.2, 0.3]}},
+        ...             "fusion-concat": {"devel": {"mean": [0.5, 0.6]}},
+        ...             "fusion-hierarchical": {"devel": {"mean": [0.7, 0.7]}}}
+        >>> for line in r.verdict():
+        ...     print(line)
+        (a) yes: fusion-hierarchical (.700) beats the best unimodal model text-paper (.250) by .450 (devel mean CCC)
+        (b) fusion-hierarchical − fusion-concat = .150 > spread .071: yes
+        """
+        uni = [m for m in self.scores if not m.startswith("fusion-") and partition in self.scores[m]]
+        multi = [m for m in self.scores if m.startswith("fusion-") and partition in self.scores[m]]
+        lines: list[str] = []
+        if uni and multi:
+            best_u = max(uni, key=lambda m: self.mean_of(m, partition, dimension)[0])
+            best_m = max(multi, key=lambda m: self.mean_of(m, partition, dimension)[0])
+            mu, mm = self.mean_of(best_u, partition, dimension)[0], self.mean_of(best_m, partition, dimension)[0]
+            diff = mm - mu
+            lines.append(f"(a) {'yes' if diff > 0 else 'no'}: {best_m} ({_num(mm)}) "
+                         f"{'beats' if diff > 0 else 'does not beat'} the best unimodal model {best_u} "
+                         f"({_num(mu)}) by {_num(diff)} "
+                         f"({partition} {dimension} CCC)")
+        if "fusion-concat" in self.scores and partition in self.scores["fusion-concat"]:
+            mc, sc = self.mean_of("fusion-concat", partition, dimension)
+            for m in multi:
+                if m == "fusion-concat":
+                    continue
+                mf, sf = self.mean_of(m, partition, dimension)
+                diff, spread = mf - mc, max(sc, sf)
+                if len(self.seeds) < 2:
+                    ok = "one seed, no spread to compare with"
+                else:
+                    ok = "yes" if diff > spread else "no"
+                lines.append(f"(b) {m} − fusion-concat = {_num(diff)} "
+                             f"{'>' if diff > spread else '≤'} spread {_num(spread)}: {ok}")
+        return lines
+
+    def comparison(self, partitions: Sequence[str] = ("devel", "test")) -> str:
+        """A Table-6-like table: one row per model, arousal/valence/mean per partition, then :meth:`verdict`."""
+        parts = [p for p in partitions if any(p in v for v in self.scores.values())]
+        header = ["model"] + [f"{p} {d}" for p in parts for d in (*DIMENSIONS, "mean")] + ["train s / run"]
+        rows = []
+        for model, scores in self.scores.items():
+            cells: list[Any] = [model]
+            for p in parts:
+                for d in (*DIMENSIONS, "mean"):
+                    m, s = self.mean_of(model, p, d)
+                    cells.append(format_mean_std(m, s) if len(self.seeds) > 1 else _num(m))
+            cells.append(f"{self.seconds.get(model, 0.0) / len(self.seeds):.0f}")
+            rows.append(cells)
+        spread = ("mean ± std over seeds " + ", ".join(map(str, self.seeds))) if len(self.seeds) > 1 else \
+            f"seed {self.seeds[0]}"
+        text = f"CCC (concatenated recordings of each partition; {spread})\n\n" + markdown_table(header, rows)
+        if parts:
+            text += "\n\n" + "\n".join(self.verdict(parts[0]))
+        return text
 
 
 def _finished(run: Path) -> bool:
