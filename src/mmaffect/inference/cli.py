@@ -19,7 +19,7 @@ def default_checkpoint() -> Path:
         return Path(env)
     raise ConfigError(
         "no --checkpoint given and no default model is installed: pass --checkpoint RUN/best.pt "
-        f"(e.g. demo_output/runs/fusion-hierarchical/best.pt after `make demo`) or set {ENV_CHECKPOINT}"
+        f"(e.g. demo_output/runs/seed0/fusion-hierarchical/best.pt after `make demo`) or set {ENV_CHECKPOINT}"
     )
 
 

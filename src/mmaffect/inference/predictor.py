@@ -27,7 +27,7 @@ training.
 Example (a model trained by ``mmaffect demo`` on the synthetic corpus)::
 
     >>> import mmaffect                                              # doctest: +SKIP
-    >>> predictor = mmaffect.load("demo_output/runs/fusion-hierarchical/best.pt")  # doctest: +SKIP
+    >>> predictor = mmaffect.load("demo_output/runs/seed0/fusion-hierarchical/best.pt")  # doctest: +SKIP
     >>> frame = predictor.predict(video="talk.mp4", transcript="talk.csv")         # doctest: +SKIP
     >>> list(frame.columns)                                           # doctest: +SKIP
     ['time', 'arousal', 'valence', 'audio', 'face', 'words']
@@ -54,6 +54,7 @@ from mmaffect.data.dataset import collate, frames_to_item
 from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Turn, frame_times
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from mmaffect.utils.io import release_freed_memory
 
 __all__ = ["Prediction", "Predictor", "load", "read_transcript", "read_turns"]
 
@@ -392,6 +393,8 @@ class Predictor:
                         for key, value in out.attention.items():
                             if any(key.startswith(p) for p in attention):
                                 kept.setdefault(key, []).append(value[0].float().cpu().numpy())
+                    del out, batch, item, streams
+                    release_freed_memory()  # keeps the resident size flat over many chunks
             finally:
                 if face_chunks is not None:
                     face_chunks.close()

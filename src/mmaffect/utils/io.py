@@ -74,3 +74,21 @@ def params_digest(obj: Any) -> str:
     """Stable SHA-256 of a JSON-serialisable object (hex, first 16 characters)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the C allocator back to the OS (glibc ``malloc_trim``; no-op elsewhere).
+
+    Long chunked runs (``mmaffect predict``) allocate and free large buffers in
+    several threads; glibc keeps the freed pages in per-thread arenas, so the
+    resident size would creep up chunk after chunk without this.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc: nothing to do
+        pass
