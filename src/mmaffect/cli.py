@@ -85,6 +85,11 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
             raise MMAffectError("shared data not found: pass --src or set MMAFFECT_SHARED_DATA")
         src = root / args.corpus
     kwargs = {"limit": args.limit} if args.limit is not None else {}
+    for name in ("words_per_second", "pause"):
+        if getattr(args, name) is not None:
+            if args.corpus != "emobank":
+                raise MMAffectError(f"--{name.replace('_', '-')} applies to emobank only")
+            kwargs[name] = getattr(args, name)
     print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs).summary())
 
 
@@ -146,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--src", help="corpus folder (default: $MMAFFECT_SHARED_DATA/<corpus> or ../shared/data)")
     s.add_argument("--out", required=True)
     s.add_argument("--limit", type=int, help="convert only this many items")
+    s.add_argument("--words-per-second", type=float, help="emobank: reading speed of the sentence timeline (2.5)")
+    s.add_argument("--pause", type=float, help="emobank: seconds between sentences (0.5)")
     s.set_defaults(func=_cmd_adapt)
 
     add_train_parser(sub)

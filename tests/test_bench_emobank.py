@@ -1,0 +1,63 @@
+"""Smoke test of benchmarks/bench_emobank_text.py --quick on the real EmoBank (skipped without it).
+
+Runs the whole benchmark path on a tiny subset (160 train / 60 dev sentences,
+one epoch of a narrow network): adapt + prepare, the ridge baseline in its own
+process, `mmaffect train` / `mmaffect evaluate`, sentence-level scoring, and
+checks the printed Markdown table (two model rows with finite CCCs in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmaffect.data.adapters import shared_data_root
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emobank_text.py"
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def emobank() -> Path:
+    root = shared_data_root()
+    if root is None or not (root / "emobank").is_dir():
+        pytest.skip("shared research data (emobank/) not found "
+                    "(set MMAFFECT_SHARED_DATA or place it at ../shared/data)")
+    return root / "emobank"
+
+
+def test_quick_benchmark_prints_table(emobank: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "CCC" not in line and "goal" not in line]
+    assert len(rows) == 2, out
+    assert "(ours)" in rows[0] and "baseline" in rows[1]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        valence, arousal = float(cells[1]), float(cells[2])
+        for v in (valence, arousal):
+            assert math.isfinite(v) and -1.0 <= v <= 1.0, row
+        assert re.fullmatch(r"\d+(\.\d)? (s|min)", cells[3]), row
+    assert "160 train / 60 dev sentences" in out
+    assert "goal (issue #6)" in out and "hardware:" in out
+    # the sentence-level scores come from the predictions `mmaffect evaluate` wrote
+    runs = list((work / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "eval" / "predictions-best" / "devel").is_dir()
+    # the converted research data stays in the work folder
+    assert (work / "corpus" / "adapter.json").is_file()
+
+
+def test_refuses_workdir_inside_repository(emobank: Path) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank),
+                           "--workdir", str(SCRIPT.parents[1] / "runs" / "emobank-bench-test")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "outside the repository" in proc.stderr
