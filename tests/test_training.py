@@ -156,6 +156,37 @@ def test_loss_falls_and_run_folder(plugin_dir: Path, cache: Path, tmp_path: Path
         train(cfg, out=tmp_path / "run", progress=False)
 
 
+def test_tensorboard_events(plugin_dir: Path, cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """log.tensorboard: events readable by TensorBoard; a missing package is an error only when asked for."""
+    import builtins
+
+    cfg = tiny_config(cache, "optim.epochs=2", "log.tensorboard=auto")
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        EventAccumulator = None
+    res = train(cfg, out=tmp_path / "run", progress=False)
+    if EventAccumulator is not None:
+        acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+        acc.Reload()
+        dev = acc.Scalars("devel/ccc_mean")
+        assert [e.step for e in dev] == [1, 2]
+        assert [round(e.value, 5) for e in dev] == [round(r["dev_mean"], 5) for r in res.history]
+        assert len(acc.Scalars("train/loss")) == 2
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    train(tiny_config(cache, "optim.epochs=1"), out=tmp_path / "auto", progress=False)
+    assert not (tmp_path / "auto" / "tensorboard").exists()
+    with pytest.raises(ConfigError, match="tensorboard package"):
+        train(tiny_config(cache, "optim.epochs=1", "log.tensorboard=true"), out=tmp_path / "req", progress=False)
+
+
 def test_checkpoint_is_plain_state(plugin_dir: Path, cache: Path, tmp_path: Path) -> None:
     cfg = tiny_config(cache, "optim.epochs=1", "log.plot=true")
     train(cfg, out=tmp_path / "run", progress=False)

@@ -298,6 +298,35 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _event_writer(out: Path, setting: Any) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``RUN/tensorboard`` (``log.tensorboard``: auto | true | false).
+
+    ``auto`` writes events when the ``tensorboard`` package is installed
+    (``pip install mmaffect[tensorboard]``) and silently skips them
+    otherwise; ``true`` makes a missing package an error.
+    """
+    if setting in (False, "false", None):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if setting in (True, "true"):
+            raise ConfigError("log.tensorboard=true needs the tensorboard package "
+                              "(pip install 'mmaffect[tensorboard]')") from None
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+def _write_events(writer: Any, result: EpochResult, optimizer: torch.optim.Optimizer) -> None:
+    """One epoch's scalars, at the epoch number (a resumed run continues the same curves)."""
+    writer.add_scalar("train/loss", result.train_loss, result.epoch)
+    for key in ("arousal", "valence", "mean"):
+        writer.add_scalar(f"devel/ccc_{key}", result.dev[key], result.epoch)
+    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], result.epoch)
+    writer.add_scalar("train/seconds", result.seconds, result.epoch)
+    writer.flush()
+
+
 def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Train loss and dev CCC per epoch (matplotlib, Agg backend)."""
     import matplotlib
@@ -426,6 +455,7 @@ def train(
     patience = optim_cfg.get("patience")
     epochs = int(optim_cfg["epochs"])
     plot = bool(cfg.get("log", {}).get("plot", True))
+    events = _event_writer(out, cfg.get("log", {}).get("tensorboard", "auto")) if ctx.is_main else None
     show = progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main
     stopped_early = patience is not None and stale >= int(patience) and start_epoch > 0
 
@@ -487,6 +517,8 @@ def train(
             _write_log(out / "log.csv", history)
             if plot:
                 plot_learning_curves(history, out / "learning_curves.png")
+            if events is not None:
+                _write_events(events, result, optimizer)
             if show:
                 print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, dev CCC arousal {dev['arousal']:.3f} "
                       f"valence {dev['valence']:.3f} mean {dev['mean']:.3f}" + (" (best)" if is_best else ""),
@@ -497,6 +529,8 @@ def train(
         if patience is not None and stale >= int(patience):
             stopped_early = True
             break
+    if events is not None:
+        events.close()
     return TrainResult(run=out, best_score=best, best_epoch=best_epoch, epochs=len(history), step=step,
                        history=history, stopped_early=stopped_early)
 
