@@ -266,3 +266,24 @@ def test_real_talking_face_video(predictor: Predictor) -> None:
     pred = predictor.predict_full(_real_clip())
     assert pred.report["frames_with_face"] > 0.8 * pred.report["n_frames"]
     assert pred.frame["audio"].all() and np.isfinite(pred.values).all()
+
+
+def test_cli_sewa_layout_folders(media: dict[str, Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A SEWA-layout corpus: videos, and the audio / transcripts / turns as <stem> files in their folders."""
+    corpus = media["corpus"]
+    out = tmp_path / "sewa"
+    rc = main(["predict", str(corpus / "video"), "--audio", str(corpus / "audio"), "--transcript",
+               str(corpus / "transcriptions"), "--turns", str(corpus / "turns"), "--checkpoint", str(media["ckpt"]),
+               "--out", str(out), "--no-figures", "--quiet", "--per-video-folder"])
+    assert rc == 0, capsys.readouterr().err
+    frame = pd.read_csv(out / media["avi"].stem / "predictions.csv")
+    assert frame["audio"].all() and frame["words"].any()
+    capsys.readouterr()
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a", "b"):
+        (two / f"{name}.mp4").write_bytes(media["mp4"].read_bytes())
+    assert main(["predict", str(two), "--transcript", str(media["transcript"]), "--checkpoint",
+                 str(media["ckpt"])]) == 2
+    assert "must be a folder" in capsys.readouterr().err

@@ -30,46 +30,55 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}") from None
 
 
-def _companion(folder: Path | None, stem: str) -> Path | None:
-    """``<folder>/<stem>.csv`` (or ``.txt``) if it exists."""
+COMPANIONS = {  # option → suffixes of ``<folder>/<video stem><suffix>``
+    "transcript": (".csv", ".txt"),
+    "turns": (".csv", ".txt"),
+    "audio": (".wav", ".flac", ".ogg"),
+}
+
+
+def _companion(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    """``<folder>/<stem><suffix>`` for the first suffix that exists, else None."""
     if folder is None:
         return None
-    for suffix in (".csv", ".txt"):
+    for suffix in suffixes:
         p = folder / f"{stem}{suffix}"
         if p.is_file():
             return p
     return None
 
 
-def plan_inputs(inputs: list[Path], transcript: Path | None, turns: Path | None
-                ) -> list[tuple[Path, Path | None, Path | None]]:
-    """(video, transcript, turns) per video; a folder input means every video in it.
+def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[tuple[Path, dict[str, Path | None]]]:
+    """(video, {transcript, turns, audio}) per video; a folder input means every video in it.
 
-    With a folder of videos, ``transcript``/``turns`` must be folders too and
-    each video takes ``<stem>.csv`` from them when present.
+    ``sides`` holds the ``--transcript``, ``--turns`` and ``--audio`` paths.
+    With a folder of videos (or several videos) each of them must be a folder,
+    and each video takes ``<stem>.csv`` (transcript, turns) or
+    ``<stem>.wav|.flac|.ogg`` (audio) from it when present.
     """
-    jobs: list[tuple[Path, Path | None, Path | None]] = []
+    videos: list[Path] = []
     for item in inputs:
         if not item.exists():
             raise ConfigError(f"{item}: no such file or folder")
         if item.is_dir():
-            videos = sorted(p for p in item.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-            if not videos:
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not found:
                 raise ConfigError(f"{item}: the folder holds no video ({', '.join(VIDEO_SUFFIXES)})")
-            for side, name in ((transcript, "--transcript"), (turns, "--turns")):
-                if side is not None and not side.is_dir():
-                    raise ConfigError(f"{side}: with a folder of videos, {name} must be a folder of "
-                                      "<video stem>.csv files")
-            jobs += [(v, _companion(transcript, v.stem), _companion(turns, v.stem)) for v in videos]
+            videos += found
         else:
-            if len(inputs) > 1 and (transcript is not None or turns is not None) and not (
-                    (transcript is None or transcript.is_dir()) and (turns is None or turns.is_dir())):
-                raise ConfigError("with several videos, --transcript/--turns must be folders of "
-                                  "<video stem>.csv files")
-            t = _companion(transcript, item.stem) if transcript is not None and transcript.is_dir() else transcript
-            u = _companion(turns, item.stem) if turns is not None and turns.is_dir() else turns
-            jobs.append((item, t, u))
-    stems = [v.stem for v, _, _ in jobs]
+            videos.append(item)
+    several = len(videos) > 1
+    for name, path in sides.items():
+        if path is not None and several and not path.is_dir():
+            raise ConfigError(f"{path}: with several videos, --{name} must be a folder of "
+                              f"<video stem>{'|'.join(COMPANIONS[name])} files")
+    jobs = []
+    for video in videos:
+        chosen = {name: (_companion(path, video.stem, COMPANIONS[name])
+                         if path is not None and path.is_dir() else path)
+                  for name, path in sides.items()}
+        jobs.append((video, chosen))
+    stems = [v.stem for v, _ in jobs]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise ConfigError(f"several videos share the name(s) {dup}; their outputs would collide")
@@ -81,12 +90,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from mmaffect.inference.predictor import Predictor
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    jobs = plan_inputs([Path(p) for p in args.inputs], Path(args.transcript) if args.transcript else None,
-                       Path(args.turns) if args.turns else None)
+    sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
+    jobs = plan_inputs([Path(p) for p in args.inputs], sides)
     predictor = Predictor.from_checkpoint(checkpoint, device=args.device)
     out = Path(args.out)
-    for video, transcript, turns in jobs:
-        pred = predictor.predict_full(video, transcript=transcript, turns=turns, chunk_seconds=args.chunk_seconds,
+    for video, side in jobs:
+        pred = predictor.predict_full(video, audio=side["audio"], transcript=side["transcript"],
+                                      turns=side["turns"], chunk_seconds=args.chunk_seconds,
                                       vad_db=args.vad_db, progress=not args.quiet)
         folder = out / video.stem if len(jobs) > 1 or args.per_video_folder else out
         written = pred.save(folder, figures=not args.no_figures, times=args.times)
@@ -113,6 +123,8 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
                                         "<video stem>.csv for several videos. Without it the text branch is masked")
     s.add_argument("--turns", help="when the target speaks (start,end CSV or SEWA format); folder for several "
                                    "videos. Without it the target speaks throughout (see --vad-db)")
+    s.add_argument("--audio", help="audio file to use instead of the video's own track (e.g. the SEWA layout's "
+                                   "separate wav); a folder of <video stem>.wav for several videos")
     s.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     s.add_argument("--overlay", action="store_true", help="also write a copy of the video with the traces drawn")
     s.add_argument("--chunk-seconds", type=float, default=60.0,
