@@ -456,12 +456,12 @@ class Predictor:
         return arrays
 
     def _face_iterator(self, video: Path | None, times: np.ndarray) -> tuple[Iterator | None, dict | None]:
-        from mmaffect.preprocess.faces import _new_report, iter_faces
+        from mmaffect.preprocess.faces import new_face_report, iter_faces
 
         if video is None:
             return None, None
         f = self.prepare_config["faces"]
-        report = _new_report(len(times))
+        report = new_face_report(len(times))
         it = iter_faces(video, times, size=int(f["size"]), detect_width=int(f["detect_width"]),
                         min_face=float(f["min_face"]), margin=float(f["margin"]), select=f["select"],
                         report=report)

@@ -56,6 +56,7 @@ __all__ = [
     "crop_face",
     "extract_faces",
     "iter_faces",
+    "new_face_report",
 ]
 
 CASCADES: dict[str, str] = {
@@ -386,7 +387,8 @@ class FaceTrack:
     report: dict[str, int]
 
 
-def _new_report(n_frames: int) -> dict[str, int]:
+def new_face_report(n_frames: int) -> dict[str, int]:
+    """The zeroed counts of :class:`FaceTrack` ``report`` for ``n_frames`` frames (filled by :func:`iter_faces`)."""
     report = dict.fromkeys(
         ("n_frames", "n_faces_found", "n_missing", "n_beyond_video", "n_multiple", "n_full_scans", "n_local_searches"),
         0,
@@ -441,7 +443,7 @@ def iter_faces(
     )
     selector = TargetSelector(select=select, reacquire_gap=reacquire_gap, smooth=smooth)
     if report is None:
-        report = _new_report(len(req))
+        report = new_face_report(len(req))
     # 4:2:0 planes: the luma plane is the detector's grey image and only the
     # crop region is converted to RGB (odd frame sizes: whole-frame RGB).
     i420 = info.width % 2 == 0 and info.height % 2 == 0
@@ -516,7 +518,7 @@ def extract_faces(
     crops = np.zeros((T, size, size, 3), np.uint8)
     mask = np.zeros(T, bool)
     boxes_out = np.full((T, 4), np.nan, np.float32)
-    report = _new_report(T)
+    report = new_face_report(T)
     for i, crop, box in iter_faces(video_path, req, size=size, report=report, **options):
         if crop is not None:
             crops[i], boxes_out[i], mask[i] = crop, box, True
