@@ -18,7 +18,12 @@ from mmaffect.errors import MMAffectError
 from mmaffect.inference.cli import add_predict_parser
 from mmaffect.inference.export import add_export_parser
 from mmaffect.viz.cli import add_viz_parser
-from mmaffect.training.cli_commands import add_evaluate_parser, add_train_parser, add_tune_parser
+from mmaffect.training.cli_commands import (
+    add_evaluate_parser,
+    add_pretrain_parser,
+    add_train_parser,
+    add_tune_parser,
+)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_tune_parser(sub)
+    add_pretrain_parser(sub)
     add_predict_parser(sub)
     add_viz_parser(sub)
     add_export_parser(sub)

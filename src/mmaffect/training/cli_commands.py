@@ -22,7 +22,7 @@ from typing import Any
 
 from mmaffect.errors import ConfigError
 
-__all__ = ["add_train_parser", "add_evaluate_parser", "add_tune_parser"]
+__all__ = ["add_train_parser", "add_evaluate_parser", "add_tune_parser", "add_pretrain_parser"]
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -141,3 +141,32 @@ def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_tune)
     return s
 
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    import json
+
+    from mmaffect.training.faces import load_pretrain_config, pretrain_faces
+
+    source = args.config
+    overrides = list(args.overrides)
+    if source is not None and "=" in source:  # only overrides were given
+        overrides.insert(0, source)
+        source = None
+    cfg = load_pretrain_config(source, overrides)
+    res = pretrain_faces(cfg, out=args.out, progress=not args.quiet)
+    print(json.dumps(res))
+    print(f"{args.out}: {res['model_name']} majority accuracy {res['accuracy']:.4f}, CCC arousal "
+          f"{res['ccc_arousal']:.3f} valence {res['ccc_valence']:.3f} on {res['valid_faces']} FER+ valid faces, "
+          f"{res['wall_seconds']:.0f} s on {res['device']}")
+
+
+def add_pretrain_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``pretrain-faces`` on a subparsers object."""
+    s = sub.add_parser("pretrain-faces", help="pretrain a visual network on FER+ faces (vote distributions)")
+    s.add_argument("config", nargs="?", default=None,
+                   help="YAML with what differs from the built-in configs/pretrain_faces.yaml")
+    s.add_argument("overrides", nargs="*", help="configuration overrides key=value (e.g. optim.epochs=5)")
+    s.add_argument("--out", required=True, help="run folder (must not hold a model.pt)")
+    s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    s.set_defaults(func=_cmd_pretrain)
+    return s

@@ -1,0 +1,404 @@
+"""Pretraining a visual network on still faces with expression votes (FER+).
+
+``mmaffect pretrain-faces`` trains a registered visual network (the paper's
+HRNet-3 with attentional pooling, or a Table-2 baseline) on FER+'s 48×48 faces
+with a linear classifier over the 8 expression categories, against each face's
+**vote distribution** (cross-entropy with soft targets; Barsoum et al. 2016's
+"cross-entropy loss" scheme). Faces whose majority vote is ``unknown`` or
+``NF`` are dropped, as the data README prescribes; the remaining votes on
+``unknown``/``NF`` are left out of the distribution.
+
+Reported on the validation faces after the last epoch (no model selection on
+them, so the figures are not tuned to the set they are reported on):
+
+* **majority-vote accuracy**: the predicted category (arg max) is one of the
+  categories with the most votes (a tie counts either category as right);
+* **CCC of the valence/arousal proxy**: the predicted proxy is the
+  probability-weighted mean of the categories' proxy points
+  (:data:`mmaffect.data.proxy.PROXY_VA`), the gold one the vote-weighted mean
+  (:func:`mmaffect.data.proxy.votes_matrix_to_va`), so both live on the same
+  scale; CCC with population moments (:func:`mmaffect.training.metrics.ccc`).
+
+The run folder holds ``config.yaml`` (resolved), ``history.json`` (one row per
+epoch), ``results.json`` (final scores, time, device, parameters) and
+``model.pt``: a state-dict checkpoint whose ``branch.*`` weights initialise
+the visual branch of a multimodal model (``init_from.visual=RUN/model.pt``
+in ``mmaffect train``) when the branch options are the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmaffect.config import apply_overrides, builtin_config, dump_config, load_config, merge
+from mmaffect.data.proxy import category_to_va
+from mmaffect.errors import ConfigError, DataError
+from mmaffect.training.checkpoint import save_checkpoint
+from mmaffect.training.metrics import ccc
+from mmaffect.utils.io import atomic_write_json, atomic_write_text
+
+__all__ = ["FERPLUS_CATEGORIES", "FaceSet", "FaceClassifier", "load_ferplus_split", "augment_faces",
+           "resize_faces", "pretrain_faces", "evaluate_faces", "load_pretrain_config"]
+
+FERPLUS_CATEGORIES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+"""The 8 expression categories of FER+ (its vote columns less ``unknown`` and ``NF``), in file order."""
+
+
+@dataclass
+class FaceSet:
+    """Kept faces of one FER+ file: ``images`` (N, 48, 48) uint8, ``target``
+    (N, 8) vote distribution, ``top`` (N, 8) bool — the categories with the
+    most votes —, ``proxy`` (N, 2) arousal, valence (vote-weighted), ``names``."""
+
+    images: np.ndarray
+    target: np.ndarray
+    top: np.ndarray
+    proxy: np.ndarray
+    names: list[str]
+    dropped: int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _proxy_points() -> np.ndarray:
+    """(8, 2) arousal, valence of each category."""
+    return np.array([category_to_va(c)[::-1] for c in FERPLUS_CATEGORIES], dtype=np.float64)
+
+
+def load_ferplus_split(path: str | Path, *, limit: int | None = None) -> FaceSet:
+    """Read one FER+ npz file (``images``, ``votes``, ``columns``[, ``names``]).
+
+    Drops the faces whose majority vote is ``unknown``/``NF`` (ties included)
+    or that have no vote on a category; raises :class:`DataError` naming the
+    file for a missing file, a wrong array shape or a column that is not a
+    FER+ category. ``limit`` keeps the first N kept faces.
+    """
+    from mmaffect.data.adapters import _ferplus_keep, _load_ferplus
+
+    path = Path(path)
+    images, votes, columns, names = _load_ferplus(path)
+    lowered = [c.strip().lower() for c in columns]
+    missing = [c for c in FERPLUS_CATEGORIES if c not in lowered]
+    if missing:
+        raise DataError(f"vote columns lack {', '.join(missing)} (have {', '.join(columns)})", path=path)
+    keep, _ = _ferplus_keep(votes, columns)
+    dropped = int((~keep).sum())
+    if limit is not None:
+        keep &= np.cumsum(keep) <= limit
+    counts = votes[keep][:, [lowered.index(c) for c in FERPLUS_CATEGORIES]].astype(np.float64)
+    target = counts / counts.sum(axis=1, keepdims=True)
+    top = counts == counts.max(axis=1, keepdims=True)
+    return FaceSet(
+        images=np.ascontiguousarray(images[keep]),
+        target=target.astype(np.float32),
+        top=top,
+        proxy=target @ _proxy_points(),
+        names=[str(n) for n in np.asarray(names)[keep]],
+        dropped=dropped,
+    )
+
+
+class FaceClassifier(nn.Module):
+    """A visual branch's per-frame features → linear layer over the 8 categories.
+
+    State-dict keys: ``branch.*`` (the visual network, as in a unimodal or
+    multimodal model) and ``classifier.*``.
+    """
+
+    def __init__(self, *, branch: nn.Module, n_classes: int = len(FERPLUS_CATEGORIES)) -> None:
+        super().__init__()
+        self.branch = branch
+        self.classifier = nn.Linear(branch.out_dim, n_classes)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """(n, 3, S, S) faces in [0, 1] → (n, 8) logits."""
+        feats = self.branch.frame_features(faces)
+        if isinstance(feats, tuple):  # HRNet also returns its attention maps
+            feats = feats[0]
+        return self.classifier(feats)
+
+
+def _affine(n: int, device: torch.device, *, rotate: float = 0.0, scale: float = 0.0, translate: float = 0.0,
+            flip: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 2, 3) sampling matrices of random rotations, zooms, shifts and mirrors (identity at 0)."""
+    def uniform() -> torch.Tensor:
+        return torch.rand(n, generator=generator, device=device) * 2 - 1
+
+    angle = uniform() * math.radians(rotate)
+    s = 1.0 + uniform() * scale
+    mirror = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0) if flip \
+        else torch.ones(n, device=device)
+    cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
+    row0 = torch.stack([cos * mirror, -sin, uniform() * translate], dim=1)
+    row1 = torch.stack([sin * mirror, cos, uniform() * translate], dim=1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def _sample(images: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    x = images.unsqueeze(1).float() / 255.0  # (n, 1, 48, 48)
+    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], 1, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.expand(-1, 3, -1, -1)  # grey → the 3 channels the networks expect
+
+
+def resize_faces(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(n, 48, 48) uint8 → (n, 3, size, size) float in [0, 1], bilinear, grey in all channels."""
+    theta = _affine(images.shape[0], images.device)
+    return _sample(images, theta, size)
+
+
+def augment_faces(images: torch.Tensor, size: int, *, rotate: float, scale: float, translate: float,
+                  flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random rotation (± ``rotate`` degrees), zoom (± ``scale``), shift
+    (± ``translate`` of the side) and mirror, then resize as :func:`resize_faces`.
+
+    Done on the batch at once on the training device (one ``grid_sample``).
+    """
+    theta = _affine(images.shape[0], images.device, rotate=rotate, scale=scale, translate=translate,
+                    flip=flip, generator=generator)
+    return _sample(images, theta, size)
+
+
+def load_pretrain_config(source: Any = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Built-in ``pretrain_faces.yaml`` ← a user's file or mapping ← ``key=value`` overrides.
+
+    ``model_options.<key>=value`` may name any option of the chosen visual
+    network (applied after its defaults are filled in); the unimodal head's
+    options are dropped (the classifier replaces the head).
+    """
+    base = builtin_config("pretrain_faces")
+    raw = {} if source is None else load_config(source)
+    user_options = dict(raw.pop("model_options", None) or {})
+    unknown = set(raw) - set(base)
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s) {', '.join(sorted(unknown))} for pretrain-faces")
+    cfg = merge(base, raw)
+    cfg["model_options"] = user_options
+    overrides = list(overrides)
+    late = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model_options.")]
+    cfg = apply_overrides(cfg, [o for o in overrides if o not in late])
+    from mmaffect.models.registry import get_spec
+
+    spec = get_spec(str(cfg["model_name"]))
+    if spec.modalities != ("visual",):
+        raise ConfigError(f"pretrain-faces needs a visual model, not {cfg['model_name']!r} "
+                          f"(modalities {spec.modalities})")
+    head_keys = {"head_hidden", "head_layers", "head_dropout"}
+    options = merge(spec.defaults, cfg["model_options"])
+    unknown = set(options) - set(spec.defaults)
+    if unknown:
+        raise ConfigError(f"model_options: {cfg['model_name']} has no option(s) {', '.join(sorted(unknown))}")
+    cfg["model_options"] = {k: v for k, v in options.items() if k not in head_keys}
+    cfg = apply_overrides(cfg, late)
+    optim = cfg["optim"]
+    if optim["optimizer"] not in ("sgd", "adamw"):
+        raise ConfigError(f"optim.optimizer must be sgd or adamw, not {optim['optimizer']!r}")
+    if int(optim["epochs"]) < 1 or int(optim["batch_size"]) < 1:
+        raise ConfigError("optim.epochs and optim.batch_size must be positive")
+    if optim["budget_minutes"] is not None and float(optim["budget_minutes"]) <= 0:
+        raise ConfigError("optim.budget_minutes must be positive or null")
+    return cfg
+
+
+def _build(cfg: Mapping[str, Any]) -> FaceClassifier:
+    from mmaffect.models.registry import create_model
+
+    model = create_model(str(cfg["model_name"]), **cfg["model_options"])
+    branch = model.branch
+    if hasattr(branch, "checkpoint"):
+        branch.checkpoint = bool(cfg["activation_checkpointing"])
+    return FaceClassifier(branch=branch)
+
+
+def _image_size(cfg: Mapping[str, Any]) -> int:
+    # HRNet has its own input size; the GAP baselines take any size: the face
+    # crops of `mmaffect prepare` default to 96.
+    return int(cfg["model_options"].get("image_size", 96))
+
+
+def _data_root(cfg: Mapping[str, Any]) -> Path:
+    root = cfg["data"]["root"]
+    if root:
+        return Path(root)
+    from mmaffect.data.adapters import shared_data_root
+
+    shared = shared_data_root()
+    if shared is None:
+        raise ConfigError("no FER+ data: pass data.root=DIR (holding ferplus_train.npz and ferplus_valid.npz) "
+                          "or set MMAFFECT_SHARED_DATA")
+    return shared / "ferplus"
+
+
+@torch.inference_mode()
+def evaluate_faces(model: FaceClassifier, faces: FaceSet, *, size: int, device: torch.device,
+                   batch_size: int = 512, amp: bool = False) -> dict[str, float]:
+    """Majority-vote accuracy, cross-entropy and proxy CCC (arousal, valence) on ``faces``."""
+    model.eval()
+    probs = []
+    images = torch.from_numpy(faces.images)
+    for start in range(0, len(faces), batch_size):
+        x = resize_faces(images[start:start + batch_size].to(device), size)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+    p = torch.cat(probs).numpy().astype(np.float64)
+    pred = p.argmax(axis=1)
+    va = p @ _proxy_points()
+    loss = float(-(faces.target * np.log(np.clip(p, 1e-12, None))).sum(axis=1).mean())
+    return {
+        "accuracy": float(faces.top[np.arange(len(pred)), pred].mean()),
+        "loss": loss,
+        "ccc_arousal": ccc(va[:, 0], faces.proxy[:, 0]),
+        "ccc_valence": ccc(va[:, 1], faces.proxy[:, 1]),
+    }
+
+
+def _lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over ``warmup`` of the schedule, then cosine to 0."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))))
+
+
+def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` (see :func:`load_pretrain_config`) into the run folder ``out``; returns the final scores."""
+    from mmaffect.training.distributed import resolve_device
+
+    cfg = load_pretrain_config(config)
+    out = Path(out)
+    if (out / "model.pt").exists():
+        raise ConfigError(f"{out} already holds a pretraining run (model.pt); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    # Seeded here rather than by trainer.seed_everything: the trainer pulls the
+    # media decoders in, which a GPU box that only pretrains faces may lack.
+    random.seed(int(cfg["seed"]))
+    np.random.seed(int(cfg["seed"]) % 2**32)
+    torch.manual_seed(int(cfg["seed"]))
+    device = resolve_device(str(cfg["device"]))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    amp = (device.type == "cuda") if cfg["amp"] == "auto" else bool(cfg["amp"])
+    root = _data_root(cfg)
+    train_set = load_ferplus_split(root / "ferplus_train.npz", limit=cfg["data"]["train_limit"])
+    valid_set = load_ferplus_split(root / "ferplus_valid.npz", limit=cfg["data"]["valid_limit"])
+    size = _image_size(cfg)
+    model = _build(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    n_params = sum(p.numel() for p in model.branch.parameters())
+    optim_cfg, aug = cfg["optim"], cfg["augment"]
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases, batch-norm scales
+    groups = [{"params": decay, "weight_decay": float(optim_cfg["weight_decay"])},
+              {"params": no_decay, "weight_decay": 0.0}]
+    lr = float(optim_cfg["lr"])
+    if optim_cfg["optimizer"] == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=float(optim_cfg["momentum"]),
+                                                           nesterov=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+    batch = int(optim_cfg["batch_size"])
+    epochs = int(optim_cfg["epochs"])
+    steps_per_epoch = max(1, len(train_set) // batch)  # drop the last partial batch (batch-norm statistics)
+    total_steps = epochs * steps_per_epoch
+    budget = None if optim_cfg["budget_minutes"] is None else 60.0 * float(optim_cfg["budget_minutes"])
+    smooth = float(optim_cfg["label_smoothing"])
+    images = torch.from_numpy(train_set.images).to(device)
+    targets = torch.from_numpy(train_set.target).to(device)
+    targets = targets * (1 - smooth) + smooth / targets.shape[1]
+    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]))
+    history: list[dict[str, Any]] = []
+    print(f"pretrain-faces: {cfg['model_name']} ({n_params / 1e6:.2f} M parameters) on {len(train_set)} train / "
+          f"{len(valid_set)} valid faces from {root} ({train_set.dropped} + {valid_set.dropped} dropped: "
+          f"majority unknown/NF or no category vote), {size}x{size} input, device {device}" + (", bf16" if amp else ""),
+          file=sys.stderr)
+    started = time.perf_counter()
+    step, done, images_seen = 0, False, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(train_set), generator=gen, device=device)
+        losses = []
+        for i in range(steps_per_epoch):
+            elapsed = time.perf_counter() - started
+            frac = max(step / total_steps, elapsed / budget if budget else 0.0)
+            if frac >= 1.0:
+                done = True
+                break
+            for g in optimizer.param_groups:
+                g["lr"] = lr * _lr_factor(frac, float(optim_cfg["warmup_fraction"]))
+            idx = order[i * batch:(i + 1) * batch]
+            x = augment_faces(images[idx], size, rotate=float(aug["rotate"]), scale=float(aug["scale"]),
+                              translate=float(aug["translate"]), flip=bool(aug["flip"]), generator=gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            loss = -(targets[idx] * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+            if not torch.isfinite(loss):
+                raise ConfigError(f"{out}: the training loss became {float(loss)} at step {step + 1} (epoch "
+                                  f"{epoch}); lower optim.lr or set optim.grad_clip")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim_cfg["grad_clip"] is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(optim_cfg["grad_clip"]))
+            optimizer.step()
+            losses.append(loss.detach())
+            step += 1
+            images_seen += len(idx)
+        train_seconds = time.perf_counter() - t0
+        if not losses:
+            break
+        scores = evaluate_faces(model, valid_set, size=size, device=device,
+                                batch_size=int(cfg["eval_batch_size"]), amp=amp)
+        row = {"epoch": epoch, "steps": step, "train_loss": float(torch.stack(losses).mean()),
+               "train_seconds": round(train_seconds, 2), "lr_end": optimizer.param_groups[0]["lr"],
+               **{f"valid_{k}": v for k, v in scores.items()}}
+        history.append(row)
+        atomic_write_json(out / "history.json", history)
+        if progress:
+            print(f"epoch {epoch}: train loss {row['train_loss']:.4f} ({train_seconds:.0f} s), valid accuracy "
+                  f"{scores['accuracy']:.4f}, CCC arousal {scores['ccc_arousal']:.3f} valence "
+                  f"{scores['ccc_valence']:.3f}", file=sys.stderr)
+        if done:
+            break
+    wall = time.perf_counter() - started
+    final = history[-1]
+    results = {
+        "model_name": cfg["model_name"], "parameters": n_params, "image_size": size,
+        "accuracy": final["valid_accuracy"], "ccc_arousal": final["valid_ccc_arousal"],
+        "ccc_valence": final["valid_ccc_valence"], "valid_loss": final["valid_loss"],
+        "epochs": len(history), "steps": step, "schedule_done": round(min(1.0, max(
+            step / total_steps, wall / budget if budget else 0.0)), 3),
+        "train_faces": len(train_set), "valid_faces": len(valid_set),
+        "wall_seconds": round(wall, 1), "images_per_second": round(images_seen / wall, 1),
+        "device": _device_name(device), "torch": torch.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "budget_minutes": optim_cfg["budget_minutes"],
+    }
+    save_checkpoint(out / "model.pt", model=model, optimizer=None, scheduler=None, epoch=len(history),
+                    step=step, best_score=float(final["valid_accuracy"]), best_epoch=len(history),
+                    stale_epochs=0, history=history, config={**cfg, "pretrain": "faces"}, prepare_config=None)
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
