@@ -131,6 +131,18 @@ def test_pretraining_learns_and_initialises_a_fusion_branch(tmp_path, capsys):
     assert "visual-hrnet3-attpool" in loaded["visual"]
     state = torch.load(run / "model.pt", weights_only=True)["model"]
     torch.testing.assert_close(fusion.branches["visual"].stem[0][0].weight, state["branch.stem.0.0.weight"])
+    # ... and the branch of a unimodal visual model, as `mmaffect train ... init_from.visual=` does
+    from mmaffect.training.trainer import load_train_config
+
+    options = [f"model_options.{k}" for k in ("widths=[4,8,16]", "stem_channels=8", "blocks=1",
+                                               "n_attention_classes=16", "image_size=32")]
+    cfg = load_train_config(None, ["model_name=visual-hrnet3-attpool", f"init_from.visual={run / 'model.pt'}",
+                                   *options])
+    visual = create_model("visual-hrnet3-attpool", **cfg["model_options"])
+    load_branch_weights(visual, cfg["init_from"] and {"visual": cfg["init_from"]["visual"]})
+    torch.testing.assert_close(visual.branch.stem[0][0].weight, state["branch.stem.0.0.weight"])
+    with pytest.raises(ConfigError, match="has only visual"):
+        load_train_config(None, ["model_name=visual-hrnet3-attpool", f"init_from.audio={run / 'model.pt'}"])
 
 
 def test_time_budget_ends_the_schedule(tmp_path):

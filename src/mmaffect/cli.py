@@ -17,6 +17,7 @@ from mmaffect import __version__
 from mmaffect.errors import MMAffectError
 from mmaffect.inference.cli import add_predict_parser
 from mmaffect.inference.export import add_export_parser
+from mmaffect.inference.pretrained import add_pretrained_parser
 from mmaffect.viz.cli import add_viz_parser
 from mmaffect.training.cli_commands import (
     add_evaluate_parser,
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
     add_pretrain_parser(sub)
     add_predict_parser(sub)
+    add_pretrained_parser(sub)
     add_viz_parser(sub)
     add_export_parser(sub)
 

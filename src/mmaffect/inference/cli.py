@@ -13,10 +13,16 @@ ENV_CHECKPOINT = "MMAFFECT_CHECKPOINT"
 
 
 def default_checkpoint() -> Path:
-    """The checkpoint used when ``--checkpoint`` is not given: ``$MMAFFECT_CHECKPOINT``."""
+    """The checkpoint used when ``--checkpoint`` is not given: ``$MMAFFECT_CHECKPOINT``, else the
+    shipped default model (:mod:`mmaffect.inference.pretrained`)."""
+    from mmaffect.inference.pretrained import PREFIX, default_model, resolve
+
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
-        return Path(env)
+        return resolve(env)
+    model = default_model()
+    if model is not None:
+        return resolve(PREFIX + model.name)
     raise ConfigError(
         "no --checkpoint given and no default model is installed: pass --checkpoint RUN/best.pt "
         f"(e.g. demo_output/runs/seed0/fusion-hierarchical/best.pt after `make demo`) or set {ENV_CHECKPOINT}"
@@ -88,8 +94,9 @@ def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[tuple
 def _cmd_predict(args: argparse.Namespace) -> None:
     from mmaffect.inference.overlay import write_overlay
     from mmaffect.inference.predictor import Predictor
+    from mmaffect.inference.pretrained import resolve
 
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    checkpoint = resolve(args.checkpoint) if args.checkpoint else default_checkpoint()
     sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
     jobs = plan_inputs([Path(p) for p in args.inputs], sides)
     predictor = Predictor.from_checkpoint(checkpoint, device=args.device)
@@ -118,7 +125,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("predict", help="arousal and valence over time for videos (CSV, plots, attention views)")
     s.add_argument("inputs", nargs="+", help="video file(s), or folder(s) of videos")
-    s.add_argument("--checkpoint", help=f"trained checkpoint or run folder (default: ${ENV_CHECKPOINT})")
+    s.add_argument("--checkpoint", help="trained checkpoint, run folder or pretrained:NAME (default: "
+                   f"${ENV_CHECKPOINT}, else the shipped default model; see `mmaffect pretrained`)")
     s.add_argument("--transcript", help="transcript (start,end,text CSV or SEWA format); a folder of "
                                         "<video stem>.csv for several videos. Without it the text branch is masked")
     s.add_argument("--turns", help="when the target speaks (start,end CSV or SEWA format); folder for several "

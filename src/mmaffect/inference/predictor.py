@@ -210,10 +210,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, *, device: str | torch.device | None = None) -> Predictor:
-        """Load a ``mmaffect train`` checkpoint (``best.pt``/``last.pt``, or a run folder)."""
+        """Load a ``mmaffect train`` checkpoint (``best.pt``/``last.pt``, a run folder, or
+        ``pretrained:NAME`` for a shipped model)."""
+        from mmaffect.inference.pretrained import resolve
         from mmaffect.training.evaluate import build_model_from_checkpoint
 
-        path = Path(checkpoint)
+        path = resolve(checkpoint)
         if path.is_dir():
             path = path / "best.pt"
         ckpt = load_checkpoint(path)
@@ -513,6 +515,12 @@ class _AudioReader:
         return {"audio": to_pcm16(frames), "audio_target": target, "audio_mask": valid}
 
 
-def load(checkpoint: str | Path, *, device: str | torch.device | None = None) -> Predictor:
-    """A :class:`Predictor` for a ``mmaffect train`` checkpoint (file or run folder)."""
+def load(checkpoint: str | Path | None = None, *, device: str | torch.device | None = None) -> Predictor:
+    """A :class:`Predictor` for a ``mmaffect train`` checkpoint (file, run folder or
+    ``pretrained:NAME``); None = what ``mmaffect predict`` uses without ``--checkpoint``
+    (``$MMAFFECT_CHECKPOINT``, else the shipped default model)."""
+    if checkpoint is None:
+        from mmaffect.inference.cli import default_checkpoint
+
+        checkpoint = default_checkpoint()
     return Predictor.from_checkpoint(checkpoint, device=device)

@@ -162,9 +162,11 @@ def _read_checkpoint(source: Any, label: str) -> tuple[dict[str, torch.Tensor], 
 
 
 def load_branch_weights(
-    model: MultimodalModel, sources: Mapping[str, Any]
+    model: MultimodalModel | UnimodalModel, sources: Mapping[str, Any]
 ) -> dict[str, str]:
-    """Initialise ``model``'s branches from trained unimodal networks (Section 5.3).
+    """Initialise ``model``'s branches from trained unimodal networks (Section 5.3),
+    or a unimodal model's branch from a pretrained one (e.g. ``mmaffect
+    pretrain-faces``'s ``model.pt`` for the visual branch).
 
     ``sources`` maps a modality (``"text"``, ``"audio"``, ``"visual"``) to a
     checkpoint path, a checkpoint dict (``{"model": state_dict, "config":
@@ -177,11 +179,12 @@ def load_branch_weights(
     """
     from mmaffect.models.registry import get_spec
 
+    branches = model.branches if isinstance(model, MultimodalModel) else {model.modality: model.branch}
     loaded: dict[str, str] = {}
     for modality, source in sources.items():
         label = str(source) if isinstance(source, (str, Path)) else f"{modality} state dict"
-        if modality not in model.branches:
-            raise ConfigError(f"{label}: the model has no {modality!r} branch (it has {list(model.branches)})")
+        if modality not in branches:
+            raise ConfigError(f"{label}: the model has no {modality!r} branch (it has {list(branches)})")
         state, config = _read_checkpoint(source, label)
         name = config.get("model_name")
         if name is not None:
@@ -194,7 +197,7 @@ def load_branch_weights(
         if any(k.startswith("branch.") for k in state):
             state = {k[len("branch."):]: v for k, v in state.items() if k.startswith("branch.")}
         try:
-            model.branches[modality].load_state_dict(state, strict=True)
+            branches[modality].load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ConfigError(f"{label}: its weights do not match the {modality!r} branch: {exc}") from exc
         loaded[modality] = label if name is None else f"{label} ({name})"

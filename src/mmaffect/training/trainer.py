@@ -186,9 +186,9 @@ def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"optim.scheduler must be 'none' or 'plateau', not {optim['scheduler']!r}")
     init = out.get("init_from") or {}
     extra = {m for m, p in init.items() if p} - set(spec.modalities)
-    if extra or (any(init.values()) and len(spec.modalities) < 2):
+    if extra:
         raise ConfigError(f"init_from names branches {sorted(m for m, p in init.items() if p)} but "
-                          f"{spec.name!r} is not a multimodal model with those branches")
+                          f"{spec.name!r} has only {', '.join(spec.modalities)}")
     return out
 
 

@@ -1,0 +1,4 @@
+"""Data package: the shipped pretrained models (``index.json``, ``MODEL_CARD.md``, ``*.pt``).
+
+Research use only; see :mod:`mmaffect.inference.pretrained`.
+"""
