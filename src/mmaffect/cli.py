@@ -84,6 +84,12 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_adapt(args: argparse.Namespace) -> None:
     from mmaffect.data.adapters import ADAPTERS, shared_data_root
 
+    if args.corpus == "composite":
+        _cmd_adapt_composite(args)
+        return
+    for name in ("sessions", "seconds", "seed"):
+        if getattr(args, name) is not None:
+            raise MMAffectError(f"--{name} applies to composite only")
     src = Path(args.src) if args.src else None
     if src is None:
         root = shared_data_root()
@@ -97,6 +103,23 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
                 raise MMAffectError(f"--{name.replace('_', '-')} applies to emobank only")
             kwargs[name] = getattr(args, name)
     print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs).summary())
+
+
+def _cmd_adapt_composite(args: argparse.Namespace) -> None:
+    from mmaffect.data.adapters import shared_data_root
+    from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS, adapt_composite
+
+    for name in ("limit", "words_per_second", "pause"):
+        if getattr(args, name) is not None:
+            raise MMAffectError(f"--{name.replace('_', '-')} does not apply to composite (see --sessions, --seconds)")
+    src = shared_data_root(Path(args.src) if args.src else None)
+    if src is None:
+        raise MMAffectError(f"shared data not found{f' at {args.src}' if args.src else ''}: pass --src "
+                            "(the folder holding emodb/, emobank/, ferplus/) or set MMAFFECT_SHARED_DATA")
+    report = adapt_composite(src, Path(args.out), sessions=tuple(args.sessions or DEFAULT_SESSIONS),
+                             seconds=DEFAULT_SECONDS if args.seconds is None else args.seconds,
+                             seed=0 if args.seed is None else args.seed)
+    print(report.summary())
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -152,13 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", action="store_true", help="also print the resolved configuration")
     s.set_defaults(func=_cmd_info)
 
-    s = sub.add_parser("adapt", help="convert a real corpus (EmoDB, EmoBank, FER+) to the generic layout")
-    s.add_argument("corpus", choices=["emodb", "emobank", "ferplus"])
-    s.add_argument("--src", help="corpus folder (default: $MMAFFECT_SHARED_DATA/<corpus> or ../shared/data)")
+    s = sub.add_parser("adapt", help="convert a real corpus (EmoDB, EmoBank, FER+) to the generic layout, or "
+                       "assemble the composite benchmark from all three")
+    s.add_argument("corpus", choices=["emodb", "emobank", "ferplus", "composite"])
+    s.add_argument("--src", help="corpus folder (default: $MMAFFECT_SHARED_DATA/<corpus> or ../shared/data); "
+                   "composite: the folder holding emodb/, emobank/, ferplus/")
     s.add_argument("--out", required=True)
     s.add_argument("--limit", type=int, help="convert only this many items")
     s.add_argument("--words-per-second", type=float, help="emobank: reading speed of the sentence timeline (2.5)")
     s.add_argument("--pause", type=float, help="emobank: seconds between sentences (0.5)")
+    s.add_argument("--sessions", type=int, nargs=3, metavar=("TRAIN", "DEVEL", "TEST"),
+                   help="composite: number of sessions per partition (40 8 8)")
+    s.add_argument("--seconds", type=float, help="composite: seconds per session (40)")
+    s.add_argument("--seed", type=int, help="composite: random seed of the assembly (0)")
     s.set_defaults(func=_cmd_adapt)
 
     add_train_parser(sub)

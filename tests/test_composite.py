@@ -1,0 +1,209 @@
+"""Tests of the composite benchmark corpus (EmoDB voices, FER+ faces, EmoBank words on one trajectory).
+
+They need the shared research corpora and skip when ``shared/data`` is absent
+(a fresh clone does not have it). The corpora are converted at a tiny size
+into ``tmp_path`` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmaffect.data.adapters import RESEARCH_TERMS, SAMPLE_RATE, shared_data_root
+from mmaffect.data.composite import EMODB_SPEAKERS, adapt_composite, read_segments
+from mmaffect.data.generic import read_generic
+from mmaffect.data.proxy import PROXY_VA
+from mmaffect.errors import ConfigError, DataError
+
+ROOT = shared_data_root()
+pytestmark = [
+    pytest.mark.shared_data,
+    pytest.mark.skipif(ROOT is None, reason="shared research data (../shared/data) not available"),
+]
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(sessions=(2, 1, 1), seconds=12.0)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("composite") / "corpus"
+    report = adapt_composite(ROOT, out, **TINY)
+    assert report.partitions == {"train": 2, "devel": 1, "test": 1}
+    assert report.frames == 4 * 120
+    return out
+
+
+def test_layout_is_read_by_the_generic_reader(corpus):
+    sessions = read_generic(corpus)
+    assert [s.name for s in sessions] == sorted(
+        ["composite_train_0000", "composite_train_0001", "composite_devel_0000", "composite_test_0000"])
+    for s in sessions:
+        assert s.video is not None and s.audio is not None and s.labels is not None
+        assert s.transcript and s.target_turns
+        assert s.partition == s.name.split("_")[1]
+    meta = json.loads((corpus / "adapter.json").read_text())
+    assert meta["adapter"] == "composite" and meta["terms"] == RESEARCH_TERMS
+    assert meta["parameters"]["seed"] == 0 and meta["parameters"]["sessions"] == [2, 1, 1]
+    assert meta["proxy_va"] == {k: list(v) for k, v in PROXY_VA.items()}
+    assert set(meta["composite"]["partitions"]) == {"train", "devel", "test"}
+    stats = meta["composite"]["partitions"]["train"]
+    assert 0 < stats["speaking_share"] < 1 and 0 < stats["face_shown_share"] < 1
+
+
+def test_labels_on_the_10hz_grid_and_follow_the_trajectory(corpus):
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        rows = read_csv(folder / "labels.csv")
+        assert list(rows[0]) == ["time", "arousal", "valence"]
+        times = np.array([float(r["time"]) for r in rows])
+        np.testing.assert_allclose(times, np.arange(120) / 10.0, atol=1e-9)
+        values = np.array([[float(r["arousal"]), float(r["valence"])] for r in rows])
+        assert np.all(np.abs(values) <= 1)
+        segs = [r for r in read_segments(folder) if r["modality"] == "label"]
+        assert float(segs[0]["start"]) == 0 and float(segs[-1]["end"]) == 12.0
+        for a, b in zip(segs, segs[1:]):
+            assert a["end"] == b["start"] and a["category"] != b["category"]
+        for s in segs:  # the middle of every segment holds its category's proxy point
+            mid = int(round((float(s["start"]) + float(s["end"])) / 2 * 10))
+            valence, arousal = PROXY_VA[s["category"]]
+            np.testing.assert_allclose(values[mid], [arousal, valence], atol=1e-6)
+
+
+def test_turns_transcript_audio_and_faces_are_consistent(corpus):
+    import soundfile as sf
+
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        turns = [(float(r["start"]), float(r["end"])) for r in read_csv(folder / "turns.csv")]
+        transcript = read_csv(folder / "transcript.csv")
+        segs = read_segments(folder)
+        voices = [r for r in segs if r["modality"] == "voice"]
+        assert len(turns) == len(voices) >= 1
+        for (s, e), v in zip(turns, voices):  # each turn is the speech inside its utterance's clip
+            assert float(v["start"]) - 1e-6 <= s < e <= float(v["end"]) + 1e-6
+            assert v["source"].startswith("emodb:")
+        for row in transcript:  # words only while the target speaks: a sentence spans whole turns
+            s, e = float(row["start"]), float(row["end"])
+            assert row["text"].strip()
+            assert any(abs(s - ts) < 1e-6 for ts, _ in turns) and any(abs(e - te) < 1e-6 for _, te in turns)
+        words = [r for r in segs if r["modality"] == "words"]
+        assert len(words) == len(transcript) and all(r["source"].startswith("emobank:") for r in words)
+        audio, rate = sf.read(folder / "audio.wav")
+        assert rate == SAMPLE_RATE and len(audio) == 12 * SAMPLE_RATE
+        # faces and face gaps never overlap
+        shown = np.zeros(120, dtype=int)
+        for r in segs:
+            if r["modality"] in ("face", "no_face"):
+                shown[int(round(float(r["start"]) * 10)):int(round(float(r["end"]) * 10))] += 1
+        assert np.all(shown == 1)
+
+
+def test_partitions_are_disjoint_in_speakers_faces_and_sentences(corpus):
+    sources: dict[str, dict[str, set[str]]] = {}
+    for row in read_csv(corpus / "splits.csv"):
+        for seg in read_segments(corpus / row["session"]):
+            if seg["modality"] in ("voice", "face", "words"):
+                sources.setdefault(row["partition"], {}).setdefault(seg["modality"], set()).add(seg["source"])
+    for part, by_modality in sources.items():
+        speakers = {s.split(":")[1][:2] for s in by_modality["voice"]}
+        assert speakers <= set(EMODB_SPEAKERS[part]), part
+        assert all(s.startswith("ferplus_train:" if part == "train" else "ferplus_valid:") for s in by_modality["face"])
+    for a, b in (("train", "devel"), ("train", "test"), ("devel", "test")):
+        for modality in ("voice", "face", "words"):
+            assert not sources[a][modality] & sources[b][modality], (a, b, modality)
+    assert not set(EMODB_SPEAKERS["devel"]) & set(EMODB_SPEAKERS["test"])
+    assert not set(EMODB_SPEAKERS["train"]) & (set(EMODB_SPEAKERS["devel"]) | set(EMODB_SPEAKERS["test"]))
+
+
+def test_same_seed_same_files_other_seed_differs(corpus, tmp_path):
+    import av
+
+    again = tmp_path / "again"
+    adapt_composite(ROOT, again, **TINY)
+    for name in ("composite_train_0000", "composite_test_0000"):
+        for f in ("audio.wav", "labels.csv", "turns.csv", "transcript.csv", "segments.csv"):
+            assert (corpus / name / f).read_bytes() == (again / name / f).read_bytes(), (name, f)
+
+        def frames(path: Path) -> np.ndarray:
+            with av.open(str(path)) as c:
+                return np.stack([fr.to_ndarray(format="gray") for fr in c.decode(video=0)][::10])
+
+        np.testing.assert_array_equal(frames(corpus / name / "video.mp4"), frames(again / name / "video.mp4"))
+    other = tmp_path / "other"
+    adapt_composite(ROOT, other, sessions=(1, 0, 0), seconds=12.0, seed=1)
+    assert (other / "composite_train_0000" / "segments.csv").read_bytes() != \
+        (corpus / "composite_train_0000" / "segments.csv").read_bytes()
+
+
+def _mirror(tmp_path: Path, leave_out: str) -> Path:
+    """A copy of the shared data made of symlinks, without ``leave_out`` (a path relative to the root)."""
+    root = tmp_path / "shared"
+    for sub in ("emodb", "emobank", "ferplus"):
+        (root / sub).mkdir(parents=True)
+        for item in (ROOT / sub).iterdir():
+            if f"{sub}/{item.name}" != leave_out:
+                os.symlink(item, root / sub / item.name)
+    return root
+
+
+@pytest.mark.parametrize("missing", ["ferplus/ferplus_valid.npz", "emodb/labels.csv", "emobank/emobank_train_dev.csv"])
+def test_a_missing_corpus_file_is_a_clear_error(tmp_path, missing):
+    root = _mirror(tmp_path, missing)
+    with pytest.raises(DataError) as err:
+        adapt_composite(root, tmp_path / "out", **TINY)
+    name = Path(missing).name
+    assert name in str(err.value) or (name.startswith("emobank") and "emobank" in str(err.value))
+    assert not (tmp_path / "out").exists()  # nothing written before the sources are checked
+
+
+def test_bad_parameters(tmp_path):
+    with pytest.raises(ConfigError):
+        adapt_composite(ROOT, tmp_path / "o", sessions=(0, 1, 1))
+    with pytest.raises(ConfigError):
+        adapt_composite(ROOT, tmp_path / "o", seconds=12.05)
+    with pytest.raises(ConfigError):
+        adapt_composite(ROOT, tmp_path / "o", segment=(0.5, 2.0), ramp=1.0)
+
+
+def test_cli_adapt_composite(tmp_path, capsys):
+    from mmaffect.cli import main
+
+    assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "c"),
+                 "--sessions", "1", "0", "0", "--seconds", "6", "--seed", "3"]) == 0
+    assert "composite: 1 sessions" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "c" / "adapter.json").read_text())
+    assert meta["parameters"]["seed"] == 3 and meta["parameters"]["seconds"] == 6.0
+    assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "d"), "--limit", "3"]) == 2
+    assert main(["adapt", "emodb", "--src", str(ROOT / "emodb"), "--out", str(tmp_path / "e"), "--seed", "1"]) == 2
+
+
+@pytest.mark.slow
+def test_benchmark_quick_smoke_run(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_composite", REPO / "benchmarks" / "bench_composite.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--workdir", str(tmp_path), "--data", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    assert "| fusion-crossmodal-hierarchical |" in out and "devel arousal" in out and "test valence" in out
+    assert "face detection (Haar, as prepared)" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["scores"]) == {"text-paper", "audio-tzirakis2018", "visual-hrnet3-attpool", "fusion-concat",
+                                      "fusion-self-attention", "fusion-hierarchical",
+                                      "fusion-residual-self-attention", "fusion-crossmodal-hierarchical"}
+    assert all(math.isfinite(v[0]) for m in results["scores"].values() for d in m.values() for v in d.values())
+    table = (tmp_path / "results.md").read_text()
+    assert table.strip().splitlines()[-1].startswith("command: ")
+    # a second run reuses corpus, cache and runs
+    assert bench.main(["--quick", "--workdir", str(tmp_path), "--data", str(ROOT)]) == 0
+    assert "reusing the composite corpus" in capsys.readouterr().out
