@@ -14,7 +14,6 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 import torch
 
 import mmaffect
@@ -26,6 +25,8 @@ from mmaffect.models import create_model
 from mmaffect.models.zoo import tiny_overrides
 from mmaffect.preprocess.pipeline import resolve_prepare_config
 from mmaffect.training.checkpoint import save_checkpoint
+
+from conftest import mux as _mux
 
 FUSION = "fusion-hierarchical"
 
@@ -44,50 +45,11 @@ def _checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0) -> 
     return path
 
 
-def _mux(video: Path, audio: Path | None, dest: Path) -> Path:
-    """An mp4 with the frames of ``video`` and (optionally) ``audio`` as an AAC track."""
-    with av.open(str(video)) as src, av.open(str(dest), "w") as out:
-        vin = src.streams.video[0]
-        vout = out.add_stream("mpeg4", rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-        aout = None
-        if audio is not None:
-            wave, sr = sf.read(str(audio), dtype="float32")
-            aout = out.add_stream("aac", rate=sr, layout="mono")
-        for i, frame in enumerate(src.decode(vin)):
-            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            f.pts = i
-            out.mux(vout.encode(f))
-        out.mux(vout.encode(None))
-        if aout is not None:
-            for k in range(0, len(wave), 1024):
-                af = av.AudioFrame.from_ndarray(wave[None, k:k + 1024].copy(), format="fltp", layout="mono")
-                af.sample_rate = sr
-                af.pts = k
-                out.mux(aout.encode(af))
-            out.mux(aout.encode(None))
-    return dest
-
-
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from mmaffect.data.synthetic import synthesize
-
-    root = tmp_path_factory.mktemp("predict")
-    synthesize(root / "corpus", n_train=1, n_devel=0, n_test=0, duration=8.0, seed=3, progress=False)
-    corpus = root / "corpus"
-    name = sorted((corpus / "video").iterdir())[0].stem
-    files = {
-        "root": root,
-        "corpus": corpus,
-        "avi": corpus / "video" / f"{name}.avi",
-        "wav": corpus / "audio" / f"{name}.wav",
-        "transcript": corpus / "transcriptions" / f"{name}.csv",
-        "turns": corpus / "turns" / f"{name}.csv",
-    }
-    files["mp4"] = _mux(files["avi"], files["wav"], root / "talk.mp4")
-    files["silent_mp4"] = _mux(files["avi"], None, root / "silent.mp4")
-    files["ckpt"] = _checkpoint(root / "fusion.pt", FUSION)
+def media(predict_media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    files = dict(predict_media)
+    files["root"] = tmp_path_factory.mktemp("predict")
+    files["ckpt"] = _checkpoint(files["root"] / "fusion.pt", FUSION)
     return files
 
 
@@ -238,6 +200,7 @@ def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
     assert rc == 0
     assert (tmp_path / "o" / "a" / "predictions.csv").exists() and (tmp_path / "o" / "b" / "predictions.csv").exists()
     monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
+    monkeypatch.setattr("mmaffect.inference.pretrained.default_model", lambda: None)  # an install without one
     capsys.readouterr()
     assert main(["predict", str(media["mp4"])]) == 2
     err = capsys.readouterr().err

@@ -19,10 +19,10 @@ def default_checkpoint() -> Path:
 
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
-        return resolve(env)
+        return resolve(env, kind="predict")
     model = default_model()
     if model is not None:
-        return resolve(PREFIX + model.name)
+        return resolve(PREFIX + model.name, kind="predict")
     raise ConfigError(
         "no --checkpoint given and no default model is installed: pass --checkpoint RUN/best.pt "
         f"(e.g. demo_output/runs/seed0/fusion-hierarchical/best.pt after `make demo`) or set {ENV_CHECKPOINT}"
@@ -96,7 +96,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from mmaffect.inference.predictor import Predictor
     from mmaffect.inference.pretrained import resolve
 
-    checkpoint = resolve(args.checkpoint) if args.checkpoint else default_checkpoint()
+    checkpoint = resolve(args.checkpoint, kind="predict") if args.checkpoint else default_checkpoint()
     sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
     jobs = plan_inputs([Path(p) for p in args.inputs], sides)
     predictor = Predictor.from_checkpoint(checkpoint, device=args.device)

@@ -215,7 +215,7 @@ class Predictor:
         from mmaffect.inference.pretrained import resolve
         from mmaffect.training.evaluate import build_model_from_checkpoint
 
-        path = resolve(checkpoint)
+        path = resolve(checkpoint, kind="predict")
         if path.is_dir():
             path = path / "best.pt"
         ckpt = load_checkpoint(path)

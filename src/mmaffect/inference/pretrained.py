@@ -11,6 +11,8 @@ train``'s ``best.pt``, without optimizer state (:func:`pack_checkpoint`).
   ``index.json``);
 * ``--checkpoint pretrained:NAME`` (or ``mmaffect.load("pretrained:NAME")``)
   picks another one;
+* ``init_from.visual=pretrained:NAME`` in ``mmaffect train`` takes a shipped
+  ``branch`` model (a face network pretrained on FER+);
 * ``mmaffect pretrained`` lists them, ``mmaffect pretrained NAME`` prints the
   model card section and the file.
 
@@ -35,10 +37,16 @@ PACKAGE = "mmaffect.pretrained"
 __all__ = ["PREFIX", "PretrainedModel", "available", "default_model", "resolve", "card_section", "pack_checkpoint"]
 
 
+KINDS = ("predict", "branch")
+"""``predict``: a whole model for ``mmaffect predict`` / :func:`mmaffect.load`; ``branch``: the
+weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``."""
+
+
 @dataclass(frozen=True)
 class PretrainedModel:
     name: str
     file: str
+    kind: str
     model_name: str
     modalities: tuple[str, ...]
     summary: str
@@ -62,7 +70,10 @@ def available() -> dict[str, PretrainedModel]:
     models = {}
     for name, entry in index.get("models", {}).items():
         path = _folder() / entry["file"]
-        models[name] = PretrainedModel(name=name, file=entry["file"], model_name=entry["model_name"],
+        if entry.get("kind", "predict") not in KINDS:
+            raise ConfigError(f"{index_path}: {name}: kind must be one of {KINDS}, not {entry['kind']!r}")
+        models[name] = PretrainedModel(name=name, file=entry["file"], kind=entry.get("kind", "predict"),
+                                       model_name=entry["model_name"],
                                        modalities=tuple(entry["modalities"]), summary=entry["summary"],
                                        default=bool(entry.get("default", False)), path=path)
     return models
@@ -70,12 +81,16 @@ def available() -> dict[str, PretrainedModel]:
 
 def default_model() -> PretrainedModel | None:
     """The model ``mmaffect predict`` uses when no checkpoint is given (None if none is shipped)."""
-    defaults = [m for m in available().values() if m.default]
+    defaults = [m for m in available().values() if m.default and m.kind == "predict"]
     return defaults[0] if defaults else None
 
 
-def resolve(spec: str | Path) -> Path:
-    """``pretrained:NAME`` → the shipped file; any other path is returned as it is."""
+def resolve(spec: str | Path, *, kind: str | None = None) -> Path:
+    """``pretrained:NAME`` → the shipped file; any other path is returned as it is.
+
+    ``kind`` (``predict``/``branch``): the use the caller has for it; a shipped
+    model of the other kind is refused with a clear error.
+    """
     text = str(spec)
     if not text.startswith(PREFIX):
         return Path(spec)
@@ -83,7 +98,12 @@ def resolve(spec: str | Path) -> Path:
     models = available()
     if name not in models:
         raise ConfigError(f"no pretrained model {name!r}; shipped: {', '.join(sorted(models)) or 'none'}")
-    path = models[name].path
+    model = models[name]
+    if kind is not None and model.kind != kind:
+        use = ("`mmaffect predict --checkpoint` / mmaffect.load()" if model.kind == "predict"
+               else f"init_from.{model.modalities[0]}={PREFIX}{name} in `mmaffect train`")
+        raise ConfigError(f"pretrained model {name!r} is a {model.kind} model: use it with {use}")
+    path = model.path
     if not path.is_file():
         raise ConfigError(f"{path}: the file of pretrained model {name!r} is missing from this installation")
     return path
@@ -143,8 +163,9 @@ def _cmd_pretrained(args: Any) -> None:
         print("no pretrained models are shipped with this installation")
         return
     for m in models.values():
-        mark = " (default of `mmaffect predict`)" if m.default else ""
-        print(f"{m.name}{mark}: {m.model_name}, {'+'.join(m.modalities)} — {m.summary}")
+        mark = " (default of `mmaffect predict`)" if m.default and m.kind == "predict" else ""
+        use = "predict" if m.kind == "predict" else f"init_from.{m.modalities[0]}"
+        print(f"{m.name}{mark} [{use}]: {m.model_name}, {'+'.join(m.modalities)} — {m.summary}")
     print("Research use only (trained on EmoDB / EmoBank / FER+). `mmaffect pretrained NAME` prints its model card.")
 
 

@@ -147,7 +147,9 @@ class MultimodalModel(nn.Module):
 
 def _read_checkpoint(source: Any, label: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if isinstance(source, (str, Path)):
-        path = Path(source)
+        from mmaffect.inference.pretrained import resolve
+
+        path = resolve(source)  # also pretrained:NAME (a shipped branch or unimodal model)
         if not path.is_file():
             raise ConfigError(f"{label}: checkpoint {path} does not exist")
         try:
