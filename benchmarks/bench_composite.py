@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     timings_path = work / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     t_start = time.perf_counter()
-    command = "nice -n 10 python benchmarks/bench_composite.py" + (" --quick" if args.quick else "") + \
-        (f" --seeds {' '.join(map(str, args.seeds))}" if list(args.seeds) != [0] else "")
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["nice -n 10 python benchmarks/bench_composite.py", *map(shlex.quote, given)])
 
     # 1. corpus
     if corpus_matches(corpus, sizes):
@@ -262,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     hw = hardware()
     total = time.perf_counter() - t_start
     parts = meta["parameters"]["sessions"]
-    times = (f"adapt {_fmt_time(timings.get('adapt', float('nan')))}, prepare "
-             f"{_fmt_time(timings.get('prepare', float('nan')))}, study {_fmt_time(timings['study'])} "
+
+    def step_time(key: str) -> str:
+        return _fmt_time(timings[key]) if key in timings else "not timed (reused from another work folder)"
+
+    times = (f"adapt {step_time('adapt')}, prepare {step_time('prepare')}, study {_fmt_time(timings['study'])} "
              f"(training epochs {_fmt_time(train_seconds)}); this invocation {_fmt_time(total)}")
     text = "\n".join([
         "Composite benchmark (a PROXY, not a substitute for SEWA): EmoDB voices, FER+ faces, EmoBank words on "

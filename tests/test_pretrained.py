@@ -1,0 +1,115 @@
+"""Shipped pretrained models: index, model card, pack, offline loading, default of `mmaffect predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mmaffect
+from mmaffect.cli import main
+from mmaffect.errors import ConfigError
+from mmaffect.inference import pretrained
+from mmaffect.inference.pretrained import PREFIX, available, card_section, default_model, pack_checkpoint, resolve
+
+SHIPPED = available()
+PREDICT = sorted(n for n, m in SHIPPED.items() if m.kind == "predict")
+BRANCH = sorted(n for n, m in SHIPPED.items() if m.kind == "branch")
+
+
+def test_index_files_and_cards_agree():
+    assert SHIPPED, "the package ships pretrained models"
+    defaults = [m for m in SHIPPED.values() if m.default]
+    assert len(defaults) == 1 and default_model() == defaults[0]
+    for name, model in SHIPPED.items():
+        assert model.path.is_file(), model.path
+        assert model.path.stat().st_size < 8 * 2**20, "small enough to ship"
+        card = card_section(name)
+        assert "research" in card.lower() and "CCC" in card
+        ckpt = torch.load(model.path, weights_only=True)
+        assert ckpt["config"]["model_name"] == model.model_name and ckpt["optimizer"] is None
+        if model.kind == "predict":
+            assert ckpt["prepare_config"], "preprocessing parameters travel with the weights"
+
+
+@pytest.mark.parametrize("name", BRANCH)
+def test_shipped_branch_initialises_a_model(name):
+    from mmaffect.models.assembly import load_branch_weights
+    from mmaffect.models.registry import create_model
+
+    model = SHIPPED[name]
+    options = torch.load(model.path, weights_only=True)["config"]["model_options"]
+    unimodal = create_model(model.model_name, **options)
+    assert load_branch_weights(unimodal, {model.modalities[0]: PREFIX + name})
+    with pytest.raises(ConfigError, match=f"{name}.*branch model.*init_from"):
+        mmaffect.load(PREFIX + name)
+
+
+@pytest.mark.parametrize("name", PREDICT)
+def test_shipped_model_predicts_offline(name, predict_media, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    predictor = mmaffect.load(PREFIX + name, device="cpu")
+    video = predict_media["mp4"] if "visual" in predictor.modalities or "audio" in predictor.modalities else None
+    frame = predictor.predict(video, audio=None if video else predict_media["wav"],
+                              transcript=predict_media["transcript"])
+    assert len(frame) > 50 and np.isfinite(frame[["arousal", "valence"]].to_numpy()).all()
+
+
+def test_predict_without_checkpoint_uses_the_default(predict_media, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
+    out = tmp_path / "o"
+    rc = main(["predict", str(predict_media["mp4"]), "--transcript", str(predict_media["transcript"]),
+               "--out", str(out), "--no-figures", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(next(out.rglob("report.json")).read_text())
+    assert report["checkpoint"] == str(default_model().path)
+    assert mmaffect.load(device="cpu").source == str(default_model().path)
+
+
+def test_resolve_and_errors(monkeypatch):
+    assert resolve("runs/x/best.pt") == Path("runs/x/best.pt")
+    with pytest.raises(ConfigError, match="no pretrained model 'nope'"):
+        resolve("pretrained:nope")
+    monkeypatch.setattr(pretrained, "_folder", lambda: Path("/nonexistent"))
+    assert available() == {} and default_model() is None
+
+
+def test_cli_lists_and_prints_cards(capsys):
+    assert main(["pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED) and "Research use only" in out
+    name = default_model().name
+    assert main(["pretrained", name]) == 0
+    out = capsys.readouterr().out
+    assert f"## {name}" in out and str(default_model().path) in out
+    assert main(["pretrained", "nope"]) == 2
+
+
+def test_pack_drops_optimizer_state_and_keeps_predictions(tmp_path):
+    from mmaffect.models.registry import create_model
+    from mmaffect.training.checkpoint import load_checkpoint, save_checkpoint
+
+    model = create_model("audio-tzirakis2018", channels=(4, 4, 4), head_hidden=8)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(  # one step so that the optimizer holds state
+        {"audio": torch.randn(1, 3, 4410), "mask": torch.ones(1, 3, dtype=torch.bool)}
+    ).pred.sum().backward()
+    optimizer.step()
+    cfg = {"model_name": "audio-tzirakis2018", "model_options": {"channels": [4, 4, 4], "head_hidden": 8}}
+    save_checkpoint(tmp_path / "best.pt", model=model, optimizer=optimizer, scheduler=None, epoch=1, step=1,
+                    best_score=0.5, best_epoch=1, stale_epochs=0, history=[], config=cfg,
+                    prepare_config={"label_rate": 10.0})
+    info = pack_checkpoint(tmp_path, tmp_path / "slim.pt")
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    full = load_checkpoint(tmp_path / "best.pt")
+    assert slim["optimizer"] is None and "rng" not in slim and info["bytes"] < (tmp_path / "best.pt").stat().st_size
+    for k, v in full["model"].items():
+        torch.testing.assert_close(slim["model"][k], v)
+    save_checkpoint(tmp_path / "bare.pt", model=model, optimizer=None, scheduler=None, epoch=1, step=1,
+                    best_score=0.5, best_epoch=1, stale_epochs=0, history=[], config=cfg, prepare_config=None)
+    with pytest.raises(ConfigError, match="bare.pt.*preprocessing"):
+        pack_checkpoint(tmp_path / "bare.pt", tmp_path / "x.pt")
