@@ -40,10 +40,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,7 +52,9 @@ import numpy as np
 from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS
 from mmaffect.utils.io import atomic_write_text
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+
 CONFIG_DIR = REPO / "recipes" / "composite"
 DEFAULT_WORKDIR = Path("/tmp/mmaffect-bench-composite")
 PREPARE_OVERRIDES = ["faces.size=48", "text.delay=0"]
@@ -64,41 +64,6 @@ QUICK_OVERRIDES = ["optim.epochs=1"]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _cli(args: list[str], *, log: Path, env: dict[str, str]) -> tuple[str, float]:
-    """Run ``python -m mmaffect.cli ARGS``; return its stdout and wall time. Stderr goes to ``log``."""
-    cmd = [sys.executable, "-m", "mmaffect.cli", *args]
-    t0 = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as err:
-        err.write("$ mmaffect " + " ".join(args) + "\n")
-        err.flush()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = log.read_text(encoding="utf-8").splitlines()[-15:]
-        raise SystemExit(f"`mmaffect {' '.join(args)}` failed (exit {proc.returncode}); see {log}:\n"
-                         + "\n".join(tail))
-    return proc.stdout, wall
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    dev = "CPU only" if not torch.cuda.is_available() else f"GPU {torch.cuda.get_device_name(0)}"
-    return f"{cpu}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def _fmt_time(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def corpus_matches(corpus: Path, sizes: dict[str, Any]) -> bool:
@@ -215,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(sizes["sessions"])
         print(f"[1/4] assembling {n} sessions of {sizes['seconds']:g} s "
               f"(train/devel/test {'/'.join(map(str, sizes['sessions']))}) into {corpus}", flush=True)
-        out, wall = _cli(["adapt", "composite", "--src", str(data), "--out", str(corpus),
+        out, wall = run_cli(["adapt", "composite", "--src", str(data), "--out", str(corpus),
                           "--sessions", *map(str, sizes["sessions"]), "--seconds", str(sizes["seconds"]),
                           "--seed", str(sizes["seed"])], log=log, env=env)
         print(out.rstrip(), flush=True)
@@ -224,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. prepare (reuses computed streams)
     print(f"[2/4] mmaffect prepare {corpus} --out {cache} --layout generic {' '.join(PREPARE_OVERRIDES)}", flush=True)
-    out, wall = _cli(["prepare", str(corpus), "--out", str(cache), "--layout", "generic", "--quiet",
+    out, wall = run_cli(["prepare", str(corpus), "--out", str(cache), "--layout", "generic", "--quiet",
                       *PREPARE_OVERRIDES], log=log, env=env)
     summary = out.strip().splitlines()[-1]
     print(summary, flush=True)
@@ -265,10 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = meta["parameters"]["sessions"]
 
     def step_time(key: str) -> str:
-        return _fmt_time(timings[key]) if key in timings else "not timed (reused from another work folder)"
+        return fmt_time(timings[key]) if key in timings else "not timed (reused from another work folder)"
 
-    times = (f"adapt {step_time('adapt')}, prepare {step_time('prepare')}, study {_fmt_time(timings['study'])} "
-             f"(training epochs {_fmt_time(train_seconds)}); this invocation {_fmt_time(total)}")
+    times = (f"adapt {step_time('adapt')}, prepare {step_time('prepare')}, study {fmt_time(timings['study'])} "
+             f"(training epochs {fmt_time(train_seconds)}); this invocation {fmt_time(total)}")
     text = "\n".join([
         "Composite benchmark (a PROXY, not a substitute for SEWA): EmoDB voices, FER+ faces, EmoBank words on "
         "one valence/arousal trajectory of category proxy points",

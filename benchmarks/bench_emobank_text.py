@@ -48,7 +48,6 @@ import io
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -60,7 +59,9 @@ import numpy as np
 
 from mmaffect.utils.io import atomic_write_text
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+
 DEFAULT_CONFIG = REPO / "recipes" / "emobank" / "text.yaml"
 # Sentence timeline: 10 words/s and 0.2 s pauses (the adapter's defaults, 2.5 words/s and 0.5 s,
 # give 3.8x more frames - 587k instead of 153k - for the same 9,062 sentences, i.e. 3.8x more
@@ -77,44 +78,9 @@ BASELINE_ALPHAS = np.logspace(-3, 3, 13)
 # ----------------------------------------------------------------------------- helpers
 
 
-def _cli(args: list[str], *, log: Path) -> tuple[str, float]:
-    """Run ``python -m mmaffect.cli ARGS``; return its stdout and wall time. Stderr goes to ``log``."""
-    cmd = [sys.executable, "-m", "mmaffect.cli", *args]
-    t0 = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as err:
-        err.write("$ mmaffect " + " ".join(args) + "\n")
-        err.flush()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = log.read_text(encoding="utf-8").splitlines()[-15:]
-        raise SystemExit(f"`mmaffect {' '.join(args)}` failed (exit {proc.returncode}); see {log}:\n"
-                         + "\n".join(tail))
-    return proc.stdout, wall
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    dev = "CPU only" if not torch.cuda.is_available() else f"GPU {torch.cuda.get_device_name(0)}"
-    return f"{cpu}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def _fmt_time(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _quick_subset(src: Path, out_csv: Path) -> None:
@@ -309,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adapting {adapt_src} -> {corpus} ({ADAPT_OPTIONS})", file=sys.stderr)
         print(adapt_emobank(adapt_src, corpus, **ADAPT_OPTIONS).summary(), file=sys.stderr)
     print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
-    prepare_out, prepare_s = _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log)
+    prepare_out, prepare_s = run_cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log)
 
     # 2. baseline, in its own process
     print("baseline: MiniLM sentence embedding + RidgeCV", file=sys.stderr)
@@ -331,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         run = work / "runs" / f"text-paper-{time.strftime('%Y%m%d-%H%M%S')}"
         overrides = [f"data.cache={cache}", *(QUICK_OVERRIDES if args.quick else []), *args.overrides]
         print(f"training text-paper -> {run}", file=sys.stderr)
-        _, train_s = _cli(["train", args.config, *overrides, "--out", str(run), "--quiet"], log=log)
-    _, eval_s = _cli(["evaluate", str(run), "--partition", "devel"], log=log)
+        _, train_s = run_cli(["train", args.config, *overrides, "--out", str(run), "--quiet"], log=log)
+    _, eval_s = run_cli(["evaluate", str(run), "--partition", "devel"], log=log)
     scores = {r["dimension"]: float(r["ccc"]) for r in _read_csv(run / "eval" / "scores-best.csv")
               if r["partition"] == "devel"}
     history = _read_csv(run / "log.csv")
@@ -356,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| model | valence CCC | arousal CCC | train time |",
         "|---|---:|---:|---:|",
-        *(f"| {m} | {v:.3f} | {a:.3f} | {_fmt_time(t)} |" for m, v, a, t in rows),
+        *(f"| {m} | {v:.3f} | {a:.3f} | {fmt_time(t)} |" for m, v, a, t in rows),
         f"| goal (issue #6) | ≥ {GOALS['valence']:.2f} | ≥ {GOALS['arousal']:.2f} | |",
         "",
         f"ours: valence {goal('valence', ours['valence'])}, arousal {goal('arousal', ours['arousal'])}; "
@@ -366,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
         f"best epoch {max(history, key=lambda r: float(r['dev_mean']))['epoch']} of {len(history)}.",
         ("ours: train time = sum of the epoch times in the run's log.csv (incl. dev scoring after each epoch); "
          if args.run else "ours: train time = wall time of `mmaffect train` (incl. dev scoring after each epoch); ")
-        + f"evaluate {_fmt_time(eval_s)}; word vectors (`mmaffect prepare`, shared input) {_fmt_time(prepare_s)}"
+        + f"evaluate {fmt_time(eval_s)}; word vectors (`mmaffect prepare`, shared input) {fmt_time(prepare_s)}"
         + (f" ({m.group(0)})" if (m := re.search(r"streams computed \d+, reused \d+", prepare_out)) else "") + ".",
-        f"baseline: train time = embedding the train sentences ({_fmt_time(base['embed_train_s'])}) + RidgeCV "
+        f"baseline: train time = embedding the train sentences ({fmt_time(base['embed_train_s'])}) + RidgeCV "
         f"({base['fit_s']:.1f} s; alpha arousal {base['alphas']['arousal']:g}, valence "
         f"{base['alphas']['valence']:g}, chosen by leave-one-out CV on train); separate process, "
         f"{base['threads']} torch threads.",
-        f"hardware: {_hardware()}; load average at the end {os.getloadavg()[0]:.1f}.",
-        f"total wall time {_fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
+        f"hardware: {hardware()}; load average at the end {os.getloadavg()[0]:.1f}.",
+        f"total wall time {fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
         "command: nice -n 10 python benchmarks/bench_emobank_text.py"
         + (" --quick" if args.quick else "") + (f" --run {run}" if args.run else "")
         + "".join(f" {o}" for o in args.overrides),

@@ -28,7 +28,6 @@ in ``mmaffect train``) when the branch options are the same.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import random

@@ -1,0 +1,53 @@
+"""Helpers shared by the benchmark scripts: run the toolkit's CLI, describe the machine, format times."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], *, log: Path, env: dict[str, str] | None = None) -> tuple[str, float]:
+    """Run ``python -m mmaffect.cli ARGS`` from the repository root; return its stdout and wall time.
+
+    Stderr (progress, per-epoch lines) is appended to ``log``; a failure ends the
+    benchmark with the last lines of that log.
+    """
+    cmd = [sys.executable, "-m", "mmaffect.cli", *args]
+    t0 = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as err:
+        err.write("$ mmaffect " + " ".join(args) + "\n")
+        err.flush()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8").splitlines()[-15:]
+        raise SystemExit(f"`mmaffect {' '.join(args)}` failed (exit {proc.returncode}); see {log}:\n"
+                         + "\n".join(tail))
+    return proc.stdout, wall
+
+
+def hardware() -> str:
+    """CPU model, core count, GPU if any, torch and Python versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    dev = "CPU only" if not torch.cuda.is_available() else f"GPU {torch.cuda.get_device_name(0)}"
+    return f"{cpu}, {os.cpu_count()} cores, {dev}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def fmt_time(seconds: float) -> str:
+    """``95 s`` below two minutes, else ``3.4 min``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
