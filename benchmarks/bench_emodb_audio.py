@@ -1,0 +1,531 @@
+"""Benchmark: audio on EmoDB, leave-one-speaker-out — our audio networks vs. eGeMAPS + ridge / SVR.
+
+One script, the same folds and the same scoring for every model (issue #6, item 1):
+
+1. **Data.** ``mmaffect adapt emodb`` (one 20-frame session per utterance,
+   labels = the category → (valence, arousal) PROXY of ``shared/data/README.md``
+   held over the utterance, partition ``spk<id>``) and ``mmaffect prepare ...
+   text.enabled=false faces.enabled=false`` (audio + labels only). Both are
+   kept in ``--workdir`` and reused by later runs.
+2. **Folds.** Leave one speaker out over the 8 speakers. Fold ``spkXX``:
+   test = speaker XX; devel (model selection) = the next speaker in sorted
+   order, wrapping around; train = the other 6. The test speaker is never
+   used for selection.
+3. **Ours**, through the toolkit's own CLI as subprocesses: ``mmaffect train
+   recipes/emodb/<model>.yaml data.cache=... data.train_partitions=[...]
+   data.devel_partitions=[...] --out RUN`` (best epoch by devel CCC) and
+   ``mmaffect evaluate RUN --partition spkXX``, for the paper's audio network
+   (``audio-tzirakis2018``) and the two audio ablations (``audio-trigeorgis2016``,
+   ``audio-li2019``). Score per utterance: the mean of the predictions on the
+   utterance's frames (its span in segments.csv), read from the prediction
+   files ``evaluate`` writes, against its proxy label.
+4. **Baseline**, in a separate process (torch and scikit-learn in one process
+   can slow torch down 4x on 2 cores): openSMILE eGeMAPSv02 functionals (88)
+   of each original wav, then per dimension a pipeline StandardScaler +
+   Ridge and StandardScaler + RBF SVR, fitted on the 7 non-test speakers,
+   hyper-parameters (ridge alpha; SVR C, gamma) by grid search with
+   cross-validation grouped by speaker on those 7 speakers, scored by CCC.
+5. One Markdown table: CCC per dimension pooled over all utterances of all
+   folds, and the per-fold CCC mean ± std (ddof=1) over the test speakers
+   (the "fold spread"), train time; then the goals of issue #6, computed.
+
+Usage::
+
+    nice -n 10 python benchmarks/bench_emodb_audio.py [--data DIR] [--workdir DIR] [--quick]
+        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--jobs 2] [key=value ...]
+
+Runs are resumable: a fold/model whose evaluation exists is reused, one with
+a ``last.pt`` but no evaluation is continued with ``mmaffect train - --resume``.
+``--jobs`` runs (fold, model) trainings in parallel processes of ``--threads``
+torch threads each (default 2 × 1: on 2 shared cores, two single-threaded
+processes were 3-5x faster than one process with 2 threads competing with
+other jobs). ``--quick``: the first 110 utterances (speakers 08, 10 and part
+of 11), folds 08 and 10, one epoch of tiny networks (smoke run for tests; the
+figures mean nothing). CCC: population moments
+(:func:`mmaffect.training.metrics.ccc`). The data are research-only: the work
+folder must stay outside the repository (default: a folder under /tmp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmaffect.utils.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+
+RECIPES = REPO / "recipes" / "emodb"
+MODELS = ("audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019")
+PAPER_MODEL = "audio-tzirakis2018"
+MODEL_LABELS = {
+    "audio-tzirakis2018": "audio-tzirakis2018, the paper's audio network (ours)",
+    "audio-trigeorgis2016": "audio-trigeorgis2016, ablation (ours)",
+    "audio-li2019": "audio-li2019, ablation (ours)",
+}
+PREPARE_OVERRIDES = ["text.enabled=false", "faces.enabled=false"]
+QUICK_LIMIT = 110  # utterances in file-name order: spk08 (58), spk10 (38), 14 of spk11
+QUICK_FOLDS = ("08", "10")
+QUICK_OVERRIDES = ["optim.epochs=1"]
+GOALS = {"arousal": 0.85, "valence": 0.45}
+DIMS = ("arousal", "valence")
+# Baseline grids (per dimension; standardised eGeMAPS inputs, 88 features)
+RIDGE_ALPHAS = [float(a) for a in np.logspace(-1, 4, 11)]
+SVR_GRID = {"svr__C": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0], "svr__gamma": [0.0003, 0.001, 0.003, 0.01]}
+INNER_SPLITS = 7  # grouped by speaker: 7 speakers of the training fold = leave one speaker out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[key] = str(threads)
+    return env
+
+
+def _cli(args: list[str], *, log: Path, threads: int) -> tuple[str, float]:
+    """Run ``python -m mmaffect.cli ARGS`` with ``threads`` torch threads; stdout and wall time.
+
+    Raises ``RuntimeError`` (not ``SystemExit``) so that a failing fold run in a
+    worker thread reaches the main thread.
+    """
+    try:
+        return run_cli(args, log=log, env=_env(threads))
+    except SystemExit as exc:
+        raise RuntimeError(str(exc)) from None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _yaml_value(v: object) -> str:
+    return json.dumps(list(v) if isinstance(v, tuple) else v)
+
+
+def tiny_model_overrides(model: str) -> list[str]:
+    """``model_options.K=V`` overrides of the zoo's tiny options (for --quick)."""
+    from mmaffect.models.zoo import tiny_overrides
+
+    return [f"model_options.{k}={_yaml_value(v)}" for k, v in tiny_overrides(model).items()]
+
+
+def utterances(corpus: Path) -> list[dict]:
+    """Every utterance of the adapted corpus (one session each): session, speaker, wav, span, gold.
+
+    ``gold`` = (arousal, valence) of the category proxy, as segments.csv gives it.
+    """
+    out = []
+    for split in _read_csv(corpus / "splits.csv"):
+        segs = _read_csv(corpus / split["session"] / "segments.csv")
+        if len(segs) != 1:
+            raise SystemExit(f"{corpus / split['session']}: expected one utterance per session "
+                             "(adapt with the default group=utterance)")
+        seg = segs[0]
+        out.append({"session": split["session"], "partition": split["partition"],
+                    "speaker": split["partition"].removeprefix("spk"), "source": seg["source"],
+                    "category": seg["category"], "start": float(seg["start"]), "end": float(seg["end"]),
+                    "gold": (float(seg["proxy_arousal"]), float(seg["proxy_valence"]))})
+    return out
+
+
+def make_folds(speakers: list[str], only: list[str] | None) -> list[dict]:
+    """Leave-one-speaker-out folds: test = s, devel = the next speaker (sorted, wrapping), train = the rest."""
+    speakers = sorted(speakers)
+    folds = []
+    for i, s in enumerate(speakers):
+        if only and s not in only:
+            continue
+        dev = speakers[(i + 1) % len(speakers)]
+        folds.append({"test": s, "devel": dev, "train": [x for x in speakers if x not in (s, dev)]})
+    if only and len(folds) != len(set(only)):
+        raise SystemExit(f"--folds {only}: unknown speaker(s); speakers are {speakers}")
+    return folds
+
+
+def utterance_predictions(pred_dir: Path, utts: list[dict]) -> np.ndarray:
+    """One (arousal, valence) prediction per utterance: the mean over the frames of its span.
+
+    Checks that the gold labels in the prediction files equal the utterance's proxy.
+    """
+    from mmaffect.training.evaluate import read_predictions
+
+    preds = []
+    for u in utts:
+        path = pred_dir / f"{u['session']}.csv"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (mmaffect evaluate did not predict {u['session']})")
+        times, pred, gold = read_predictions(path)
+        sel = (times >= u["start"] - 1e-6) & (times < u["end"] - 1e-6)
+        if not sel.any():
+            raise SystemExit(f"{path}: no frame in {u['start']}-{u['end']} s")
+        if not np.allclose(gold[sel], np.asarray(u["gold"])[None, :], atol=1e-4):
+            raise SystemExit(f"{path}: gold labels differ from the proxy of {u['source']}")
+        preds.append(pred[sel].mean(axis=0))
+    return np.asarray(preds)
+
+
+def summarize(per_fold: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Pooled CCC over all utterances of all folds, per-fold CCC and their mean ± std (ddof=1)."""
+    from mmaffect.training.metrics import ccc
+
+    pred = np.concatenate([p for p, _ in per_fold.values()])
+    gold = np.concatenate([g for _, g in per_fold.values()])
+    out: dict = {"n": len(gold), "folds": {}}
+    for d, name in enumerate(DIMS):
+        folds = {s: ccc(p[:, d], g[:, d]) for s, (p, g) in per_fold.items()}
+        vals = np.asarray(list(folds.values()))
+        out[name] = {"pooled": ccc(pred[:, d], gold[:, d]), "fold_mean": float(vals.mean()),
+                     "fold_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")}
+        for s, v in folds.items():
+            out["folds"].setdefault(s, {})[name] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- baseline (own process)
+
+
+def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, out_json: Path) -> None:
+    """eGeMAPS functionals + ridge / RBF SVR per fold; writes per-utterance predictions and times as JSON."""
+    utts = utterances(corpus)
+    folds = json.loads(folds_json.read_text())
+    t0 = time.perf_counter()
+    if features_npz.is_file():
+        saved = np.load(features_npz, allow_pickle=False)
+        if list(saved["sources"]) != [u["source"] for u in utts]:
+            raise SystemExit(f"{features_npz}: made for other utterances; delete it")
+        x, feat_s = saved["x"], float(saved["seconds"])
+    else:
+        import opensmile
+
+        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                feature_level=opensmile.FeatureLevel.Functionals)
+        x = np.stack([smile.process_file(str(src / "wav" / u["source"])).to_numpy()[0] for u in utts]).astype(np.float64)
+        feat_s = time.perf_counter() - t0
+        tmp = features_npz.with_suffix(".tmp.npz")
+        np.savez(tmp, x=x, sources=np.asarray([u["source"] for u in utts]), seconds=feat_s)
+        os.replace(tmp, features_npz)
+    if not np.isfinite(x).all():
+        raise SystemExit("eGeMAPS features contain non-finite values")
+    y = np.asarray([u["gold"] for u in utts])
+    speakers = np.asarray([u["speaker"] for u in utts])
+
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    from mmaffect.training.metrics import ccc
+
+    scorer = make_scorer(lambda g, p: ccc(np.asarray(p), np.asarray(g)))
+    models = {
+        "ridge": (Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]), {"ridge__alpha": RIDGE_ALPHAS}),
+        "svr": (Pipeline([("scale", StandardScaler()), ("svr", SVR(kernel="rbf"))]), SVR_GRID),
+    }
+    result: dict = {"features_s": feat_s, "n_features": int(x.shape[1]), "models": {}}
+    for name, (pipe, grid) in models.items():
+        t1 = time.perf_counter()
+        per_fold: dict = {}
+        for fold in folds:
+            test = speakers == fold["test"]
+            train = ~test
+            n_groups = len(set(speakers[train]))
+            pred = np.zeros((int(test.sum()), len(DIMS)))
+            params = {}
+            for d, dim in enumerate(DIMS):
+                search = GridSearchCV(pipe, grid, scoring=scorer, cv=GroupKFold(n_splits=min(INNER_SPLITS, n_groups)),
+                                      n_jobs=1)
+                search.fit(x[train], y[train, d], groups=speakers[train])
+                pred[:, d] = search.predict(x[test])
+                params[dim] = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
+            per_fold[fold["test"]] = {"sources": [u["source"] for u, t in zip(utts, test) if t],
+                                      "pred": pred.tolist(), "params": params}
+        result["models"][name] = {"folds": per_fold, "fit_s": time.perf_counter() - t1}
+    atomic_write_text(out_json, json.dumps(result, indent=1))
+
+
+# ----------------------------------------------------------------------------- ours (CLI subprocesses)
+
+
+def run_fold(model: str, config: Path, fold: dict, cache: Path, run: Path, overrides: list[str], log: Path,
+             threads: int) -> dict:
+    """Train (or continue) and evaluate one fold of one model; reuse a finished one. Returns times."""
+    part = f"spk{fold['test']}"
+    scores = run / "eval" / "scores-best.csv"
+    pred_dir = run / "eval" / "predictions-best" / part
+    times_json = run / "bench-times.json"
+    times = json.loads(times_json.read_text()) if times_json.is_file() else {"train_wall_s": 0.0, "eval_wall_s": 0.0}
+    if scores.is_file() and pred_dir.is_dir():
+        times["reused"] = True
+        return times
+    if (run / "last.pt").is_file():
+        print(f"  {model} fold {part}: continuing {run}", file=sys.stderr)
+        _, t = _cli(["train", "-", "--resume", "--out", str(run), "--quiet"], log=log, threads=threads)
+    else:
+        print(f"  {model} fold {part}: training -> {run}", file=sys.stderr)
+        args = ["train", str(config), f"data.cache={cache}",
+                "data.train_partitions=[" + ",".join(f"spk{s}" for s in fold["train"]) + "]",
+                f"data.devel_partitions=[spk{fold['devel']}]", *overrides, "--out", str(run), "--quiet"]
+        _, t = _cli(args, log=log, threads=threads)
+    times["train_wall_s"] += t
+    atomic_write_text(times_json, json.dumps(times))
+    _, t = _cli(["evaluate", str(run), "--partition", part, "--device", "cpu"], log=log, threads=threads)
+    times["eval_wall_s"] += t
+    atomic_write_text(times_json, json.dumps(times))
+    times["reused"] = False
+    return times
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="EmoDB folder (labels.csv, sentences.csv, wav/; default: the shared data's emodb/)")
+    p.add_argument("--workdir", help="work folder, reused between runs (default: /tmp/mmaffect-bench-emodb"
+                                     "[-quick]); keep it outside the repository (research-only data)")
+    p.add_argument("--quick", action="store_true", help="110 utterances, folds 08 and 10, 1 epoch, tiny networks")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="our models to run")
+    p.add_argument("--folds", nargs="+", help="test speakers to run (default: all; e.g. --folds 08 10)")
+    p.add_argument("--epochs", type=int, help="optim.epochs for every model (default: the recipes')")
+    p.add_argument("--jobs", type=int, default=2, help="(fold, model) runs in parallel processes (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS baseline")
+    p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
+    p.add_argument("--baseline-child", nargs=5, metavar=("CORPUS", "SRC", "FOLDS", "NPZ", "JSON"),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.baseline_child:
+        corpus, src, folds_json, npz, out = map(Path, args.baseline_child)
+        run_baseline(corpus, src, folds_json, npz, out)
+        return 0
+
+    from mmaffect.data.adapters import shared_data_root
+
+    wall0 = time.perf_counter()
+    if args.data:
+        src = Path(args.data)
+    else:
+        root = shared_data_root()
+        if root is None:
+            raise SystemExit("EmoDB not found: pass --data or set MMAFFECT_SHARED_DATA")
+        src = root / "emodb"
+    if not (src / "labels.csv").is_file():
+        raise SystemExit(f"{src}: no EmoDB labels.csv there")
+    src = src.resolve()
+    mode = "quick" if args.quick else "full"
+    work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / (
+        "mmaffect-bench-emodb" + ("-quick" if args.quick else ""))
+    work = work.resolve()
+    if work == REPO or REPO in work.parents:
+        raise SystemExit(f"{work}: the work folder holds research-only data; choose one outside the repository")
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "bench.json"
+    info = {"mode": mode, "source": str(src), "prepare": PREPARE_OVERRIDES}
+    if marker.is_file() and json.loads(marker.read_text()) != info:
+        raise SystemExit(f"{work} was made by another run ({marker.read_text().strip()}); choose another --workdir")
+    atomic_write_text(marker, json.dumps(info))
+    log = work / "bench.log"
+    corpus, cache = work / "corpus", work / "cache"
+    parts: dict[str, float] = {}
+
+    # 1. adapt + prepare (reused when present)
+    t0 = time.perf_counter()
+    if not (corpus / "adapter.json").is_file():
+        print(f"adapting {src} -> {corpus}", file=sys.stderr)
+        _cli(["adapt", "emodb", "--src", str(src), "--out", str(corpus),
+              *(["--limit", str(QUICK_LIMIT)] if args.quick else [])], log=log, threads=args.threads)
+    print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
+    _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log, threads=args.threads)
+    parts["adapt + prepare"] = time.perf_counter() - t0
+    utts = utterances(corpus)
+    speakers = sorted({u["speaker"] for u in utts})
+    folds = make_folds(speakers, list(QUICK_FOLDS) if args.quick and not args.folds else args.folds)
+    folds_json = work / "folds.json"
+    atomic_write_text(folds_json, json.dumps(folds, indent=1))
+
+    # 2. the baseline (own process) and our (fold, model) runs, `--jobs` at a time
+    t0 = time.perf_counter()
+    base_json = work / "baseline.json"
+
+    def baseline_task() -> float:
+        tb = time.perf_counter()
+        if base_json.is_file() and sorted(json.loads(base_json.read_text())["models"]["svr"]["folds"]) == sorted(
+                f["test"] for f in folds):
+            return 0.0
+        print("baseline: eGeMAPS functionals + ridge / RBF SVR (own process)", file=sys.stderr)
+        proc = subprocess.run([sys.executable, __file__, "--baseline-child", str(corpus), str(src), str(folds_json),
+                               str(work / "egemaps.npz"), str(base_json)], cwd=REPO, env=_env(args.threads),
+                              check=False)
+        if proc.returncode != 0:
+            raise RuntimeError("baseline failed")
+        return time.perf_counter() - tb
+
+    extra = [*(QUICK_OVERRIDES if args.quick else []),
+             *([f"optim.epochs={args.epochs}"] if args.epochs else []), *args.overrides]
+    tasks: list[tuple[str, object]] = [] if args.no_baseline else [("baseline", baseline_task)]
+    for model in args.models:
+        config = RECIPES / f"{model}.yaml"
+        ov = [*(tiny_model_overrides(model) if args.quick else []), *extra]
+        for fold in folds:
+            run = work / "runs" / model / f"fold-spk{fold['test']}"
+            tasks.append(((model, fold["test"]), lambda m=model, c=config, f=fold, r=run, o=ov:
+                          run_fold(m, c, f, cache, r, o, log, args.threads)))
+    results: dict = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(fn): key for key, fn in tasks}
+        failed = []
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                results[futures[fut]] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - report every failure, then stop
+                failed.append(f"{futures[fut]}: {exc}")
+    if failed:
+        raise SystemExit("failed:\n" + "\n".join(failed))
+    parts["baseline + training + evaluation (parallel)"] = time.perf_counter() - t0
+
+    # 3. scores
+    by_session = {u["session"]: u for u in utts}
+    test_utts = {f["test"]: [u for u in utts if u["speaker"] == f["test"]] for f in folds}
+    rows, summary = [], {}
+    for model in args.models:
+        per_fold, train_s, best_epochs, n_epochs = {}, 0.0, [], []
+        for fold in folds:
+            run = work / "runs" / model / f"fold-spk{fold['test']}"
+            us = test_utts[fold["test"]]
+            pred = utterance_predictions(run / "eval" / "predictions-best" / f"spk{fold['test']}", us)
+            per_fold[fold["test"]] = (pred, np.asarray([u["gold"] for u in us]))
+            history = _read_csv(run / "log.csv")
+            train_s += sum(float(r["seconds"]) for r in history)
+            best_epochs.append(int(max(history, key=lambda r: float(r["dev_mean"]))["epoch"]))
+            n_epochs.append(len(history))
+        s = summarize(per_fold)
+        s.update({"train_s": train_s, "best_epochs": best_epochs, "epochs": n_epochs,
+                  "config": str((RECIPES / f"{model}.yaml").relative_to(REPO))})
+        summary[model] = s
+        rows.append((MODEL_LABELS[model], s))
+    base = None
+    if not args.no_baseline:
+        base = json.loads(base_json.read_text())
+        src_to_gold = {by_session[k]["source"]: by_session[k]["gold"] for k in by_session}
+        for name, label in (("ridge", "eGeMAPS + ridge (baseline)"), ("svr", "eGeMAPS + RBF SVR (baseline)")):
+            per_fold = {}
+            for fold in folds:
+                f = base["models"][name]["folds"][fold["test"]]
+                per_fold[fold["test"]] = (np.asarray(f["pred"]), np.asarray([src_to_gold[x] for x in f["sources"]]))
+            s = summarize(per_fold)
+            s.update({"train_s": base["features_s"] + base["models"][name]["fit_s"],
+                      "params": {k: v["params"] for k, v in base["models"][name]["folds"].items()}})
+            summary[name] = s
+            rows.append((label, s))
+
+    # 4. table + goals
+    def cell(s: dict, dim: str) -> tuple[str, str]:
+        return f"{s[dim]['pooled']:.3f}", f"{s[dim]['fold_mean']:.3f} ± {s[dim]['fold_std']:.3f}"
+
+    n_test = sum(len(v) for v in test_utts.values())
+    lines = [
+        f"EmoDB, leave-one-speaker-out: {len(folds)} folds (test speakers {', '.join(f['test'] for f in folds)}), "
+        f"{n_test} test utterances" + (" (--quick: smoke run, not a result)" if args.quick else "")
+        + "; CCC per utterance against the category proxy (population moments)",
+        "",
+        ("| model | arousal CCC (pooled) | arousal per fold (mean ± std) | valence CCC (pooled) "
+         "| valence per fold (mean ± std) | train time |"),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, s in rows:
+        a, af = cell(s, "arousal")
+        v, vf = cell(s, "valence")
+        lines.append(f"| {label} | {a} | {af} | {v} | {vf} | {fmt_time(s['train_s'])} |")
+    lines.append(f"| goal (issue #6) | ≥ {GOALS['arousal']:.2f} | | ≥ {GOALS['valence']:.2f} | | |")
+    lines.append("")
+    goals: dict = {}
+    for model in args.models:
+        s = summary[model]
+        g: dict = {}
+        parts_txt = []
+        for dim in DIMS:
+            g[dim] = {"value": s[dim]["pooled"], "goal": GOALS[dim], "met": bool(s[dim]["pooled"] >= GOALS[dim])}
+            parts_txt.append(f"{dim} {s[dim]['pooled']:.3f} ≥ {GOALS[dim]:.2f} "
+                             + ("met" if g[dim]["met"] else "not met"))
+        if base is not None:
+            for dim in DIMS:
+                diffs = np.asarray([s["folds"][f["test"]][dim] - summary["svr"]["folds"][f["test"]][dim]
+                                    for f in folds])
+                margin = float(diffs.mean())
+                spread = max(s[dim]["fold_std"], summary["svr"][dim]["fold_std"])
+                met = bool(margin > spread)
+                g[f"beats_svr_{dim}"] = {"margin": margin, "spread": spread, "met": met,
+                                         "diff_std": float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan")}
+                parts_txt.append(f"beats the SVR on {dim} by more than the fold spread: "
+                                 f"{'met' if met else 'not met'} (per-fold mean difference {margin:+.3f}, "
+                                 f"spread {spread:.3f})")
+        goals[model] = g
+        lines.append(f"* {model}: " + "; ".join(parts_txt) + ".")
+    lines.append("")
+    lines.append("Goals (issue #6): pooled arousal CCC ≥ 0.85 and valence ≥ 0.45; beat the SVR on both dimensions "
+                 "by more than the fold spread = the mean over folds of (ours − SVR) per-fold CCC exceeds the larger "
+                 "of the two models' per-fold std (ddof=1).")
+    for model in args.models:
+        s = summary[model]
+        lines.append(f"{model}: best epochs {s['best_epochs']} of {s['epochs']} (per fold; {s['config']}).")
+    lines.append("ours: train time = sum over the folds of the epoch times in log.csv (training + devel scoring), "
+                 f"{args.jobs} fold runs in parallel processes of {args.threads} torch thread(s).")
+    if base is not None:
+        def params_txt(name: str, keys: list[str]) -> str:
+            vals = {k: [f"{v:g}" for v in sorted({float(summary[name]["params"][f][d][k])
+                                                   for f in summary[name]["params"] for d in DIMS})] for k in keys}
+            return ", ".join(f"{k} ∈ {{{', '.join(v)}}}" for k, v in vals.items())
+
+        lines.append(
+            f"baseline: train time = eGeMAPS functionals of all {len(utts)} utterances "
+            f"({fmt_time(base['features_s'])}, shared) + grid searches on the {len(folds)} folds (ridge "
+            f"{base['models']['ridge']['fit_s']:.0f} s, SVR {base['models']['svr']['fit_s']:.0f} s); chosen "
+            f"ridge {params_txt('ridge', ['alpha'])}; SVR {params_txt('svr', ['C', 'gamma'])} (inner CV grouped "
+            f"by speaker on the {len(speakers) - 1} training speakers of each fold, scored by CCC).")
+    lines.append(f"hardware: {hardware()}; load average at the end {os.getloadavg()[0]:.1f}.")
+    total = time.perf_counter() - wall0
+    lines.append("wall time: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in parts.items())
+                 + f"; total {fmt_time(total)}"
+                 + (" (some runs reused from an earlier invocation)"
+                    if any(isinstance(v, dict) and v.get("reused") for v in results.values()) else "") + ".")
+    cmd = "nice -n 10 python benchmarks/bench_emodb_audio.py" + (" --quick" if args.quick else "")
+    if args.models != list(MODELS):
+        cmd += " --models " + " ".join(args.models)
+    if args.folds:
+        cmd += " --folds " + " ".join(args.folds)
+    if args.epochs:
+        cmd += f" --epochs {args.epochs}"
+    cmd += "".join(f" {o}" for o in args.overrides)
+    lines.append(f"command: {cmd}")
+    table = "\n".join(lines)
+    print(table)
+    atomic_write_text(work / "results.md", table + "\n")
+    finite = all(math.isfinite(s[d][k]) for s in summary.values() for d in DIMS for k in ("pooled", "fold_mean"))
+    atomic_write_text(work / "results.json", json.dumps({
+        "mode": mode, "folds": folds, "summary": summary, "goals": goals, "parts_s": parts, "total_s": total,
+        "jobs": args.jobs, "threads": args.threads, "overrides": extra, "hardware": hardware(),
+        "finite": finite}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Smoke test of benchmarks/bench_emodb_audio.py --quick on the real EmoDB (skipped without it or opensmile).
+
+Runs the whole benchmark path on a tiny subset (110 utterances, folds 08 and
+10, one epoch of tiny networks): `mmaffect adapt` + `prepare`, the eGeMAPS
+ridge / SVR baseline in its own process, `mmaffect train` / `mmaffect
+evaluate` per fold and model, per-utterance scoring, and checks the printed
+Markdown table (three rows of ours, two baseline rows, finite CCCs) and
+results.json; a second invocation reuses every finished run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmaffect.data.adapters import shared_data_root
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emodb_audio.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_emodb_audio", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_folds_never_select_on_the_test_speaker() -> None:
+    folds = _bench_module().make_folds(["16", "08", "10", "11", "12", "13", "14", "15"], None)
+    assert [f["test"] for f in folds] == ["08", "10", "11", "12", "13", "14", "15", "16"]
+    assert [f["devel"] for f in folds] == ["10", "11", "12", "13", "14", "15", "16", "08"]
+    for f in folds:
+        assert f["test"] not in f["train"] and f["devel"] not in f["train"] and len(f["train"]) == 6
+
+
+@pytest.fixture(scope="module")
+def emodb() -> Path:
+    root = shared_data_root()
+    if root is None or not (root / "emodb" / "labels.csv").is_file():
+        pytest.skip("shared research data (emodb/) not found "
+                    "(set MMAFFECT_SHARED_DATA or place it at ../shared/data)")
+    pytest.importorskip("opensmile")
+    pytest.importorskip("sklearn")
+    return root / "emodb"
+
+
+def _rows(out: str) -> list[list[str]]:
+    lines = [line for line in out.splitlines()
+             if line.startswith("| ") and "CCC" not in line and "goal" not in line]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_quick_benchmark_prints_table(emodb: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--data", str(emodb), "--workdir", str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    rows = _rows(out)
+    assert len(rows) == 5, out
+    assert all("(ours)" in r[0] for r in rows[:3]) and all("baseline" in r[0] for r in rows[3:])
+    assert "tzirakis2018" in rows[0][0] and "SVR" in rows[4][0]
+    for r in rows:
+        for cell in (r[1], r[3]):
+            assert math.isfinite(float(cell)) and -1.0 <= float(cell) <= 1.0, r
+        for cell in (r[2], r[4]):
+            mean, std = (float(x) for x in cell.split("±"))
+            assert math.isfinite(mean) and math.isfinite(std), r
+    assert "2 folds (test speakers 08, 10)" in out
+    assert "goal (issue #6)" in out and "hardware:" in out and "beats the SVR on valence" in out
+    results = json.loads((work / "results.json").read_text())
+    assert results["finite"] and set(results["summary"]) == {
+        "audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019", "ridge", "svr"}
+    assert (work / "results.md").read_text().strip() == out.strip()
+    # the per-utterance scores come from the predictions `mmaffect evaluate` wrote
+    run = work / "runs" / "audio-tzirakis2018" / "fold-spk08"
+    assert (run / "best.pt").is_file() and (run / "eval" / "predictions-best" / "spk08").is_dir()
+    assert (work / "corpus" / "adapter.json").is_file()  # the research data stay in the work folder
+
+    # a second invocation reuses every finished run and prints the same figures
+    again = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training ->" not in again.stderr
+    assert [r[1:5] for r in _rows(again.stdout)] == [r[1:5] for r in rows]
+
+
+def test_refuses_workdir_inside_repository(emodb: Path) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emodb),
+                           "--workdir", str(SCRIPT.parents[1] / "runs" / "emodb-bench-test")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode != 0 and "outside the repository" in proc.stderr
