@@ -51,3 +51,15 @@ def hardware() -> str:
 def fmt_time(seconds: float) -> str:
     """``95 s`` below two minutes, else ``3.4 min``."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def corpus_dir(explicit: str | Path | None, name: str, label: str) -> Path:
+    """``explicit`` if given, else ``<shared data>/<name>`` (``$MMAFFECT_SHARED_DATA`` or ../shared/data)."""
+    if explicit:
+        return Path(explicit)
+    from mmaffect.data.adapters import shared_data_root
+
+    root = shared_data_root()
+    if root is None:
+        raise SystemExit(f"{label} not found: pass --data or set MMAFFECT_SHARED_DATA")
+    return root / name

@@ -60,7 +60,7 @@ import numpy as np
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+from _common import REPO, corpus_dir, fmt_time, hardware, run_cli  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "recipes" / "emobank" / "text.yaml"
 # Sentence timeline: 10 words/s and 0.2 s pauses (the adapter's defaults, 2.5 words/s and 0.5 s,
@@ -236,17 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         run_baseline(Path(args.baseline_child[0]), Path(args.baseline_child[1]), args.threads)
         return 0
 
-    from mmaffect.data.adapters import shared_data_root
     from mmaffect.training.metrics import ccc
 
     wall0 = time.perf_counter()
-    if args.data:
-        src = Path(args.data)
-    else:
-        root = shared_data_root()
-        if root is None:
-            raise SystemExit("EmoBank not found: pass --data or set MMAFFECT_SHARED_DATA")
-        src = root / "emobank"
+    src = corpus_dir(args.data, "emobank", "EmoBank")
     if not src.exists():
         raise SystemExit(f"{src}: not found")
     mode = "quick" if args.quick else "full"

@@ -65,7 +65,7 @@ import numpy as np
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+from _common import REPO, corpus_dir, fmt_time, hardware, run_cli  # noqa: E402
 
 RECIPES = REPO / "recipes" / "emodb"
 MODELS = ("audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019")
@@ -318,16 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         run_baseline(corpus, src, folds_json, npz, out)
         return 0
 
-    from mmaffect.data.adapters import shared_data_root
 
     wall0 = time.perf_counter()
-    if args.data:
-        src = Path(args.data)
-    else:
-        root = shared_data_root()
-        if root is None:
-            raise SystemExit("EmoDB not found: pass --data or set MMAFFECT_SHARED_DATA")
-        src = root / "emodb"
+    src = corpus_dir(args.data, "emodb", "EmoDB")
     if not (src / "labels.csv").is_file():
         raise SystemExit(f"{src}: no EmoDB labels.csv there")
     src = src.resolve()
