@@ -63,3 +63,24 @@ def corpus_dir(explicit: str | Path | None, name: str, label: str) -> Path:
     if root is None:
         raise SystemExit(f"{label} not found: pass --data or set MMAFFECT_SHARED_DATA")
     return root / name
+
+
+def work_dir(explicit: str | Path | None, default: Path, *, info: dict | None = None) -> Path:
+    """The benchmark's work folder, created: ``explicit`` or ``default``, refused inside the
+    repository (it holds research-only data). With ``info``, the folder's ``bench.json``
+    must match it (a folder made by another kind of run is refused) and is written."""
+    import json
+
+    from mmaffect.utils.io import atomic_write_text
+
+    work = Path(explicit or default).resolve()
+    if work == REPO or REPO in work.parents:
+        raise SystemExit(f"{work}: the work folder holds research-only data; choose one outside the repository")
+    work.mkdir(parents=True, exist_ok=True)
+    if info is not None:
+        marker = work / "bench.json"
+        if marker.is_file() and json.loads(marker.read_text()) != info:
+            raise SystemExit(f"{work} was made by another run ({marker.read_text().strip()}); "
+                             "choose another --workdir")
+        atomic_write_text(marker, json.dumps(info))
+    return work

@@ -53,7 +53,7 @@ from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, fmt_time, hardware, run_cli  # noqa: E402
+from _common import REPO, fmt_time, hardware, run_cli, work_dir  # noqa: E402
 
 CONFIG_DIR = REPO / "recipes" / "composite"
 DEFAULT_WORKDIR = Path("/tmp/mmaffect-bench-composite")
@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     data = shared_data_root(Path(args.data) if args.data else None)
     if data is None:
         raise SystemExit(f"shared data not found ({args.data or 'pass --data or set MMAFFECT_SHARED_DATA'})")
-    work = Path(args.workdir) if args.workdir else Path(f"{DEFAULT_WORKDIR}-quick" if args.quick else DEFAULT_WORKDIR)
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.workdir, Path(f"{DEFAULT_WORKDIR}-quick" if args.quick else DEFAULT_WORKDIR))
     corpus, cache, runs, log = work / "corpus", work / "cache", work / "runs", work / "bench.log"
     sizes = QUICK if args.quick else FULL
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

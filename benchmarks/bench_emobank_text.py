@@ -60,7 +60,7 @@ import numpy as np
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, corpus_dir, fmt_time, hardware, run_cli  # noqa: E402
+from _common import REPO, corpus_dir, fmt_time, hardware, run_cli, work_dir  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "recipes" / "emobank" / "text.yaml"
 # Sentence timeline: 10 words/s and 0.2 s pauses (the adapter's defaults, 2.5 words/s and 0.5 s,
@@ -243,17 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if not src.exists():
         raise SystemExit(f"{src}: not found")
     mode = "quick" if args.quick else "full"
-    work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / (
-        "mmaffect-bench-emobank" + ("-quick" if args.quick else ""))
-    work = work.resolve()
-    if work == REPO or REPO in work.parents:
-        raise SystemExit(f"{work}: the work folder holds research-only data; choose one outside the repository")
-    work.mkdir(parents=True, exist_ok=True)
-    marker = work / "bench.json"
-    info = {"mode": mode, "source": str(src.resolve()), "adapt": ADAPT_OPTIONS, "prepare": PREPARE_OVERRIDES}
-    if marker.is_file() and json.loads(marker.read_text()) != info:
-        raise SystemExit(f"{work} was made by another run ({marker.read_text().strip()}); choose another --workdir")
-    atomic_write_text(marker, json.dumps(info))
+    default = Path(tempfile.gettempdir()) / ("mmaffect-bench-emobank" + ("-quick" if args.quick else ""))
+    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src.resolve()), "adapt": ADAPT_OPTIONS, "prepare": PREPARE_OVERRIDES})
     log = work / "bench.log"
     corpus, cache = work / "corpus", work / "cache"
 

@@ -65,7 +65,7 @@ import numpy as np
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, corpus_dir, fmt_time, hardware, run_cli  # noqa: E402
+from _common import REPO, corpus_dir, fmt_time, hardware, run_cli, work_dir  # noqa: E402
 
 RECIPES = REPO / "recipes" / "emodb"
 MODELS = ("audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019")
@@ -325,17 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{src}: no EmoDB labels.csv there")
     src = src.resolve()
     mode = "quick" if args.quick else "full"
-    work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / (
-        "mmaffect-bench-emodb" + ("-quick" if args.quick else ""))
-    work = work.resolve()
-    if work == REPO or REPO in work.parents:
-        raise SystemExit(f"{work}: the work folder holds research-only data; choose one outside the repository")
-    work.mkdir(parents=True, exist_ok=True)
-    marker = work / "bench.json"
-    info = {"mode": mode, "source": str(src), "prepare": PREPARE_OVERRIDES}
-    if marker.is_file() and json.loads(marker.read_text()) != info:
-        raise SystemExit(f"{work} was made by another run ({marker.read_text().strip()}); choose another --workdir")
-    atomic_write_text(marker, json.dumps(info))
+    default = Path(tempfile.gettempdir()) / ("mmaffect-bench-emodb" + ("-quick" if args.quick else ""))
+    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src), "prepare": PREPARE_OVERRIDES})
     log = work / "bench.log"
     corpus, cache = work / "corpus", work / "cache"
     parts: dict[str, float] = {}

@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from mmaffect.data.adapters import shared_data_root  # noqa: E402
 from mmaffect.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import work_dir  # noqa: E402
+
 MODELS = ("visual-hrnet3-attpool", "visual-vgg16", "visual-resnet50", "visual-densenet121", "visual-mobilenet")
 GOAL_ACCURACY = 0.86
 QUICK = {
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if shared is None:
             p.error("no FER+ data: pass --data DIR or set MMAFFECT_SHARED_DATA")
         data = shared / "ferplus"
+    args.workdir = work_dir(args.workdir, args.workdir)
     minutes_for = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes_for)}
     runs = [(m, m) for m in args.models] + [tuple(t.split("=", 1)) for t in args.tag]
     shared_overrides = [e for e in extra if ":" not in e.split("=", 1)[0]]

@@ -176,3 +176,20 @@ def test_real_ferplus_files_load():
     faces = load_ferplus_split(root / "ferplus_valid.npz")
     assert len(faces) + faces.dropped == 3579 and faces.dropped > 0
     assert np.isfinite(faces.proxy).all() and faces.top.any(axis=1).all()
+
+
+def test_benchmark_script_prints_the_table(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ferplus_faces.py"
+    data = _write(tmp_path / "ferplus")
+    cmd = [sys.executable, str(script), "--quick", "--data", str(data), "--models", "visual-hrnet3-attpool"]
+    proc = subprocess.run([*cmd, "--workdir", str(tmp_path / "work")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "work" / "results.json").read_text())
+    assert rows[0]["model_name"] == "visual-hrnet3-attpool" and 0 <= rows[0]["accuracy"] <= 1
+    assert "| visual-hrnet3-attpool |" in proc.stdout and "Goal (issue #6)" in proc.stdout
+    inside = subprocess.run([*cmd, "--workdir", str(script.parents[1] / "runs-here")], capture_output=True, text=True)
+    assert inside.returncode != 0 and "research-only data" in inside.stderr
+    assert not (script.parents[1] / "runs-here").exists()
