@@ -128,4 +128,4 @@ def test_two_gloo_processes_match_one_process(setup: tuple[Path, Path], tmp_path
     assert abs(a["history"][0]["train_loss"] - b["history"][0]["train_loss"]) < 1e-5
     # rank 0 alone writes the run folder (TensorBoard events too, when the package is installed)
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir() if p.name != "tensorboard")
-    assert files == ["best.pt", "config.yaml", "last.pt", "log.csv"]
+    assert files == [".lock", "best.pt", "config.yaml", "last.pt", "log.csv"]  # .lock: the run folder's lock

@@ -92,7 +92,8 @@ def test_video_only_uses_its_audio_track_and_masks_text(media: dict[str, Path], 
     frame = predictor.predict(media["mp4"])
     assert list(frame.columns) == ["time", "arousal", "valence", "audio", "face", "words"]
     assert len(frame) == 80 and np.allclose(np.diff(frame["time"]), 0.1)
-    assert frame["audio"].all() and frame["face"].sum() > 40
+    # audio where speech is heard (the clip's pauses are masked), faces where found
+    assert 0.3 < frame["audio"].mean() < 1.0 and frame["face"].sum() > 40
     assert not frame["words"].any()  # no transcript: masked, not zeros fed as words
     with_text = predictor.predict(media["mp4"], transcript=media["transcript"])
     assert with_text["words"].any()
@@ -106,7 +107,8 @@ def test_video_without_audio_track_masks_audio(media: dict[str, Path], predictor
     audio_only = mmaffect.load(_checkpoint(tmp_path / "audio.pt", "audio-tzirakis2018"))
     with pytest.raises(DataError, match="silent.mp4.*no audio track"):
         audio_only.predict(media["silent_mp4"])
-    assert audio_only.predict(media["mp4"])["audio"].all()
+    heard = audio_only.predict(media["mp4"])["audio"]
+    assert heard.any() and not heard.all()  # speech frames fed, pauses masked
     text_only = mmaffect.load(_checkpoint(tmp_path / "text.pt", "text-paper"))
     with pytest.raises(ConfigError, match="text-only model: give a transcript"):
         text_only.predict(media["mp4"])
@@ -228,7 +230,9 @@ def _real_clip() -> Path | None:
 def test_real_talking_face_video(predictor: Predictor) -> None:
     pred = predictor.predict_full(_real_clip())
     assert pred.report["frames_with_face"] > 0.8 * pred.report["n_frames"]
-    assert pred.frame["audio"].all() and np.isfinite(pred.values).all()
+    assert np.isfinite(pred.values).all()
+    # the clip's audio track is digital silence: no frame is fed as speech
+    assert not pred.frame["audio"].any() and pred.report["speech"]["speech_fraction"] == 0.0
 
 
 def test_cli_sewa_layout_folders(media: dict[str, Path], tmp_path: Path,
@@ -241,7 +245,7 @@ def test_cli_sewa_layout_folders(media: dict[str, Path], tmp_path: Path,
                "--out", str(out), "--no-figures", "--quiet", "--per-video-folder"])
     assert rc == 0, capsys.readouterr().err
     frame = pd.read_csv(out / media["avi"].stem / "predictions.csv")
-    assert frame["audio"].all() and frame["words"].any()
+    assert frame["audio"].any() and frame["words"].any()
     capsys.readouterr()
     two = tmp_path / "two"
     two.mkdir()

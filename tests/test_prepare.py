@@ -12,7 +12,7 @@ import torch
 
 from mmaffect.cli import main as cli_main
 from mmaffect.config import load_config
-from mmaffect.data.cache import Cache
+from mmaffect.data.cache import Cache, read_stream
 from mmaffect.data.dataset import SessionWindows, collate
 from mmaffect.data.readers import read_corpus
 from mmaffect.data.synthetic import synthesize
@@ -129,7 +129,10 @@ def test_session_without_labels_uses_media_duration(corpus, prepared, tmp_path):
     s = Cache(tmp_path / "cache").sessions()[0]
     item = SessionWindows([s], window=None, require_labels=False, embed_dim=DIM)[0]
     assert "labels" not in item and not item["word_mask"].any()
-    assert item["audio_mask"].all()
+    # no turns: the frames where no speech is heard are masked, the rest fed as the target's
+    speech = read_stream(s.streams["audio"], keys=["audio_speech"])["audio_speech"]
+    assert (item["audio_mask"].numpy() == speech).all()
+    assert 0.3 < entry["report"]["audio"]["speech_fraction"] < 1.0 and not speech.all()
 
 
 def test_cli_reports_bad_media_with_file_name(corpus, tmp_path, capsys):

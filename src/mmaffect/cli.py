@@ -56,9 +56,10 @@ def _read(args: argparse.Namespace):
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from mmaffect.config import load_config
-    from mmaffect.preprocess.pipeline import prepare
+    from mmaffect.preprocess.pipeline import prepare, resolve_prepare_config
 
     config = load_config(args.config or "prepare", args.overrides)
+    resolve_prepare_config(config)  # a bad value is reported before the corpus is read
     sessions = _read(args)
     report = prepare(sessions, Path(args.out), config=config, workers=args.workers, progress=not args.quiet)
     print(report.table())
@@ -74,10 +75,20 @@ def _cmd_info(args: argparse.Namespace) -> None:
     from mmaffect.preprocess.pipeline import PrepareReport
 
     cache = Cache(args.cache)
+    if not cache.root.is_dir():
+        raise MMAffectError(f"{cache.root}: no such folder")
+    if not cache.manifest_path.is_file():
+        raise MMAffectError(f"{cache.root}: not a cache (no {cache.manifest_path.name}); run `mmaffect prepare`")
     manifest = cache.read_manifest()
     rep = PrepareReport(cache=cache.root, sessions=manifest["sessions"])
     print(rep.table())
+    pending = cache.pending_sessions(manifest)
+    if pending:
+        print(f"\nincomplete: {len(pending)} session(s) being prepared now or whose prepare was interrupted "
+              f"(run `mmaffect prepare` again): {', '.join(pending)}")
     if args.config:
+        if manifest.get("config") is None:
+            raise MMAffectError(f"{cache.manifest_path}: no configuration recorded (no session was prepared)")
         print("\n" + dump_config(manifest["config"]))
 
 
@@ -87,9 +98,11 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
     if args.corpus == "composite":
         _cmd_adapt_composite(args)
         return
-    for name in ("sessions", "seconds", "seed"):
+    for name in ("sessions", "seconds", "seed", "set"):
         if getattr(args, name) is not None:
             raise MMAffectError(f"--{name} applies to composite only")
+    if args.plain:
+        raise MMAffectError("--plain applies to composite only")
     src = Path(args.src) if args.src else None
     if src is None:
         root = shared_data_root()
@@ -107,7 +120,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
 
 def _cmd_adapt_composite(args: argparse.Namespace) -> None:
     from mmaffect.data.adapters import shared_data_root
-    from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS, adapt_composite
+    from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS, PLAIN, adapt_composite, parse_option
 
     for name in ("limit", "words_per_second", "pause"):
         if getattr(args, name) is not None:
@@ -118,7 +131,8 @@ def _cmd_adapt_composite(args: argparse.Namespace) -> None:
                             "(the folder holding emodb/, emobank/, ferplus/) or set MMAFFECT_SHARED_DATA")
     report = adapt_composite(src, Path(args.out), sessions=tuple(args.sessions or DEFAULT_SESSIONS),
                              seconds=DEFAULT_SECONDS if args.seconds is None else args.seconds,
-                             seed=0 if args.seed is None else args.seed)
+                             seed=0 if args.seed is None else args.seed,
+                             **{**(PLAIN if args.plain else {}), **dict(map(parse_option, args.set or []))})
     print(report.summary())
 
 
@@ -140,7 +154,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmaffect", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mmaffect", description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("--version", action="version", version=f"mmaffect {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -188,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="composite: number of sessions per partition (40 8 8)")
     s.add_argument("--seconds", type=float, help="composite: seconds per session (40)")
     s.add_argument("--seed", type=int, help="composite: random seed of the assembly (0)")
+    s.add_argument("--plain", action="store_true", help="composite: no realism effects (grey still faces on a "
+                   "grey canvas, fixed level, no channel, silence or degradations)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="composite: any option of adapt_composite, "
+                   "VALUE in JSON, e.g. --set crf=[18,28] --set head_motion=0 (docs/composite.md)")
     s.set_defaults(func=_cmd_adapt)
 
     add_train_parser(sub)
@@ -214,7 +232,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="train every model once per seed and print mean ± std (default: 0)")
     s.set_defaults(func=_cmd_demo)
+    for sp in _subparsers(p).values():
+        for action in sp._actions:
+            if action.dest == "overrides" and action.nargs == "*":
+                action.required = False  # argparse lists a "*" positional after another one as required
+                action.default = []
+                action.metavar = "key=value"
     return p
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an I/O error: the path (from the exception) and the system's reason."""
+    import errno as errno_mod
+
+    path = exc.filename
+    reason = exc.strerror or (str(exc.args[0]) if exc.args else type(exc).__name__)
+    if path is None:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hint = {errno_mod.ENOSPC: "; free some space", errno_mod.EFBIG: "; free some space or lift the file size limit",
+            errno_mod.EROFS: "; write to another folder", errno_mod.EACCES: "; check the permissions",
+            errno_mod.EDQUOT: "; free some space"}.get(exc.errno or -1, "")
+    where = f"{path} -> {exc.filename2}" if exc.filename2 else str(path)
+    return f"{where}: {reason}{hint}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,13 +272,34 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [e for e in extra if "=" in e and not e.startswith("-")]
     rest = [e for e in extra if e not in overrides]
     if rest or (overrides and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+        sub = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
+        bad = [e for e in rest if not e.startswith("-") and "." in e]
+        if bad and hasattr(args, "overrides"):
+            sub.error(f"override {bad[0]!r} is not of the form key=value")
+        sub.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides or []) + overrides
     try:
         args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
     except MMAffectError as exc:
         print(f"mmaffect {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`mmaffect pretrained | head -1`): stop quietly, as a shell tool does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        # Output I/O (read-only folder, full disk, permissions) and unreadable files outside the data readers.
+        print(f"mmaffect {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if type(exc).__name__ != "LibsndfileError":  # libsndfile's I/O failures are not OSErrors
+            raise
+        reason = str(exc).strip().rstrip(".") or "error"
+        print(f"mmaffect {args.command}: error: reading or writing a sound file failed (libsndfile: {reason}; "
+              "a full disk or an unwritable temporary folder?)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

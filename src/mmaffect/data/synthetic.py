@@ -38,6 +38,7 @@ video is encoded single-threaded; its decoded frames are identical).
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import re
@@ -61,7 +62,7 @@ from mmaffect import __version__
 from mmaffect.data.face_render import FaceParams, FaceRenderer
 from mmaffect.data.session import LABEL_RATE, Turn, frame_times
 from mmaffect.errors import ConfigError
-from mmaffect.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from mmaffect.utils.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 SYNTH_VERSION = 2
 """Version of the generator; bumped whenever the same seed would give different files."""
@@ -667,8 +668,9 @@ def write_session(
     files = {folder: out / folder / f"{name}.{ext}" for folder, ext in zip(
         FOLDERS, ("wav", "avi", "csv", "csv", "csv"), strict=True)}
     audio = render_audio(plan, sample_rate=sample_rate)
-    with atomic_path(files["audio"]) as tmp:
-        sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
+    wav = io.BytesIO()  # encoded in memory: a full disk is then a plain OSError naming the file
+    sf.write(wav, audio, sample_rate, subtype="PCM_16", format="WAV")
+    atomic_write_bytes(files["audio"], wav.getvalue())
     atomic_write_text(files["labels"], labels_csv(plan))
     atomic_write_text(files["turns"], turns_csv(plan))
     atomic_write_text(files["transcriptions"], transcriptions_csv(plan))

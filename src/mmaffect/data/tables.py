@@ -53,7 +53,9 @@ GRID_TOLERANCE = 1e-3
 RATE_TOLERANCE = 0.1
 """Fraction of the median step by which a generic label file's step between rows may vary."""
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: Python's float() also reads other scripts' digits ('١' is 1.0), which no spreadsheet
+# or annotation tool writes as a number; such a value is an error, not a silent conversion.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _ON_GRID = 1e-6  # seconds: a time this close to a grid point is on the grid
 
 
@@ -108,7 +110,9 @@ def parse_number(text: str, *, path: Path, row: int, column: str) -> float:
     """
     stripped = text.strip()
     if not _NUMBER.fullmatch(stripped):
-        raise DataError(f"{column}: {text!r} is not a finite decimal number", path=path, row=row)
+        hint = " (only the ASCII digits 0-9 are read as digits)" if any(
+            c.isdigit() and not c.isascii() for c in stripped) else ""
+        raise DataError(f"{column}: {text!r} is not a finite decimal number{hint}", path=path, row=row)
     value = float(stripped)
     if not math.isfinite(value):
         raise DataError(f"{column}: {text!r} is not a finite decimal number", path=path, row=row)

@@ -152,10 +152,9 @@ def _read_checkpoint(source: Any, label: str) -> tuple[dict[str, torch.Tensor], 
         path = resolve(source)  # also pretrained:NAME (a shipped branch or unimodal model)
         if not path.is_file():
             raise ConfigError(f"{label}: checkpoint {path} does not exist")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad file
-            raise ConfigError(f"{label}: not a readable checkpoint ({exc})") from None
+        from mmaffect.training.checkpoint import read_torch_file
+
+        source = read_torch_file(path, label=f"{label}: {path}")
     if not isinstance(source, Mapping):
         raise ConfigError(f"{label}: expected a checkpoint dict or state dict, got {type(source).__name__}")
     if "model" in source and isinstance(source["model"], Mapping):

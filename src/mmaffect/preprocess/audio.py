@@ -32,6 +32,7 @@ __all__ = [
     "interlocutor_vector",
     "to_pcm16",
     "from_pcm16",
+    "apply_gain",
 ]
 
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
@@ -299,6 +300,18 @@ def interlocutor_vector(frames: _A, target: Any) -> _A:
         zero = torch.zeros((), dtype=frames.dtype, device=frames.device)
         return torch.cat([torch.where(sel, frames, zero), torch.where(sel, zero, frames)], dim=-1)
     raise TypeError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
+
+
+def apply_gain(signal: np.ndarray, gain_db: float) -> np.ndarray:
+    """``signal`` × 10^(gain_db / 20) as float32, clipped to [-1, 1] (a copy; 0 dB returns it as float32).
+
+    >>> apply_gain(np.array([0.1, -0.8]), 6.0206).round(3).tolist()
+    [0.2, -1.0]
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    if gain_db == 0.0:
+        return x
+    return np.clip(x * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
 
 
 def to_pcm16(frames: np.ndarray) -> np.ndarray:

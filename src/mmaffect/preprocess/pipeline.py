@@ -35,8 +35,10 @@ def default_prepare_config() -> dict[str, Any]:
 
 
 def resolve_prepare_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults updated by ``config``, validated."""
-    cfg = merge(default_prepare_config(), config or {})
+    """Defaults updated by ``config``, validated (:mod:`mmaffect.config_schema`: types, ranges, choices)."""
+    from mmaffect.config_schema import validate_prepare_config
+
+    cfg = validate_prepare_config(merge(default_prepare_config(), config or {}))
     if not math.isclose(cfg["label_rate"], LABEL_RATE):
         raise ConfigError(f"label_rate must be {LABEL_RATE} (the models' frame rate), got {cfg['label_rate']}")
     a = cfg["audio"]
@@ -45,10 +47,6 @@ def resolve_prepare_config(config: dict[str, Any] | None) -> dict[str, Any]:
             f"audio.frame_samples ({a['frame_samples']}) must equal audio.sample_rate / label_rate "
             f"({a['sample_rate'] / cfg['label_rate']:g})"
         )
-    if cfg["faces"]["select"] not in {"largest", "track"}:
-        raise ConfigError(f"faces.select must be 'largest' or 'track', got {cfg['faces']['select']!r}")
-    if cfg["faces"]["on_no_face"] not in {"error", "mask"}:
-        raise ConfigError(f"faces.on_no_face must be 'error' or 'mask', got {cfg['faces']['on_no_face']!r}")
     return cfg
 
 
@@ -145,16 +143,42 @@ def build_labels(session: Session, times: np.ndarray) -> tuple[dict[str, np.ndar
 
 
 def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
-    from mmaffect.preprocess.audio import frame_audio, load_audio, target_frames, to_pcm16
+    """Audio frames of a session: loudness-normalised, framed, speech frames marked.
+
+    ``audio_mask`` is False where the frame is not fully recorded *or* no
+    speech is heard (:mod:`mmaffect.preprocess.vad`): such frames are masked,
+    never fed as speech. ``audio_target`` comes from the target's turns when
+    they are known (partner speech then goes to the interlocutor half), else
+    from the speech activity.
+    """
+    from mmaffect.preprocess.audio import apply_gain, frame_audio, load_audio, target_frames, to_pcm16
+    from mmaffect.preprocess.loudness import normalisation_gain_db
+    from mmaffect.preprocess.vad import speech_frames
 
     a = cfg["audio"]
-    signal = load_audio(session.audio, sample_rate=a["sample_rate"])
-    frames, valid = frame_audio(signal, times, sample_rate=a["sample_rate"], frame_samples=a["frame_samples"],
+    sr = a["sample_rate"]
+    signal = load_audio(session.audio, sample_rate=sr)
+    gain_db, lufs = normalisation_gain_db([signal], sample_rate=sr, target=a["loudness"])
+    signal = apply_gain(signal, gain_db)
+    frames, valid = frame_audio(signal, times, sample_rate=sr, frame_samples=a["frame_samples"],
                                 max_short=a["max_short"], path=session.audio)
-    target = target_frames(times, session.target_turns, rounding=a["turn_rounding"])
-    arrays = {"times": times, "audio": to_pcm16(frames), "audio_mask": valid, "audio_target": target}
+    speech = speech_frames(a["vad"], times=times, frames=frames, blocks=[signal], sample_rate=sr,
+                           vad_db=a["vad_db"], threshold=a["vad_threshold"])
+    if session.target_turns is not None:
+        target = target_frames(times, session.target_turns, rounding=a["turn_rounding"])
+    else:
+        target = speech.copy()
+    mask = valid & speech
+    arrays = {"times": times, "audio": to_pcm16(frames), "audio_mask": mask, "audio_target": target,
+              "audio_speech": speech}
     report = {
-        "n_audio_masked": int((~valid).sum()),
+        "n_audio_masked": int((~mask).sum()),
+        "n_not_recorded": int((~valid).sum()),
+        "n_no_speech": int((valid & ~speech).sum()),
+        "speech_fraction": round(float(speech.mean()), 4) if len(speech) else 0.0,
+        "vad": a["vad"],
+        "loudness_lufs": None if not np.isfinite(lufs) else round(float(lufs), 2),
+        "gain_db": round(float(gain_db), 2),
         "n_target_frames": int(target.sum()),
         "target_turns_known": session.target_turns is not None,
     }

@@ -26,7 +26,9 @@ key                 content
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -116,19 +118,76 @@ def save_checkpoint(
         "config": plain(config),
         "prepare_config": plain(prepare_config),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch_file(path, payload)
+
+
+def write_torch_file(path: str | Path, payload: Any) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically and durably.
+
+    The bytes are serialised in memory, written to a temporary file, flushed
+    to disk and only then renamed over ``path``: a kill, a full disk or a
+    read-only folder leaves the previous file (e.g. the last ``last.pt`` of a
+    run, which stays resumable) untouched. An I/O failure is an
+    :class:`OSError` naming ``path``.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
+
+
+def _torch_reason(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file torch.load refused, in a few words, without torch's advice about
+    ``weights_only=False`` (mmaffect's checkpoints never need code unpickled; a bad file is not fixed by it)."""
+    import re
+
+    text = str(exc)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if head != b"PK\x03\x04":
+        return "not a PyTorch checkpoint file"
+    if "Weights only load failed" in text or "Unpickl" in type(exc).__name__:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return f"it holds pickled objects{what}, not only tensors and plain values; not an mmaffect checkpoint"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"the file is truncated or damaged: {first}"
+
+
+def read_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu", label: str | None = None) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line :class:`ConfigError` s for an empty, truncated,
+    foreign or code-carrying file (``label`` prefixes them; default: the path)."""
+    path = Path(path)
+    where = label or str(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ConfigError(f"{where}: the checkpoint file is empty (0 bytes); it was not written completely")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad file
+        raise ConfigError(f"{where}: not a readable checkpoint ({_torch_reason(path, exc)})") from None
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code is unpickled)."""
+    """Read a checkpoint with ``weights_only=True`` (no code is unpickled).
+
+    A missing, empty, truncated or foreign file is a one-line :class:`ConfigError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad file
-        raise ConfigError(f"{path}: not a readable checkpoint ({exc})") from None
+    ckpt = read_torch_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ConfigError(f"{path}: not an mmaffect training checkpoint (no 'model'/'config' entries)")
     return ckpt

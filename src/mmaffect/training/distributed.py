@@ -54,12 +54,29 @@ __all__ = [
 
 
 def resolve_device(spec: str, *, local_rank: int = 0) -> torch.device:
-    """``"auto"`` → ``cuda:<local_rank>`` when CUDA is available, else CPU; otherwise ``torch.device(spec)``."""
+    """``"auto"`` → ``cuda:<local_rank>`` when CUDA is available, else CPU; otherwise ``torch.device(spec)``.
+
+    A spec that names no usable device (``tpu9``, ``cuda`` without CUDA, ``cuda:3`` on a 2-GPU machine) is a
+    one-line :class:`~mmaffect.errors.ConfigError`.
+    """
+    from mmaffect.config_schema import check_device
+    from mmaffect.errors import ConfigError
+
+    spec = check_device(spec)
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
         return torch.device("cpu")
-    return torch.device(spec)
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} asked for, but CUDA is not available here (use auto or cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {spec!r} asked for, but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device: {spec!r} asked for, but MPS is not available here (use auto or cpu)")
+    return dev
 
 
 @dataclass(frozen=True)
@@ -174,13 +191,26 @@ class BlockDistributedSampler(DistributedSampler):
         return full * self.local_batch + math.ceil(rest / self.num_replicas)
 
 
+class _SumAllReduce(torch.autograd.Function):
+    """Differentiable sum over ranks: the gradient of each rank's input is the sum of the ranks' output
+    gradients. (``torch.distributed.nn.functional.all_reduce`` does the same but is deprecated and warns.)"""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _SumAllReduce.apply(grad_output)
+
+
 def _sum(x: torch.Tensor, ctx: DistContext | None, *, grad: bool) -> torch.Tensor:
     if ctx is None or not ctx.enabled:
         return x
     if grad:
-        from torch.distributed.nn.functional import all_reduce
-
-        return all_reduce(x, op=dist.ReduceOp.SUM)
+        return _SumAllReduce.apply(x)
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x

@@ -56,6 +56,13 @@ class WilcoxonResult:
     def significant(self, alpha: float = 0.05) -> bool:
         return self.p_value < alpha
 
+    @property
+    def min_p_value(self) -> float:
+        """The smallest p-value the exact two-sided test can give with ``n`` pairs (every pair favouring
+        one side): ``2 / 2**n``. With 2 pairs it is 0.5, with 5 pairs 0.0625 — no difference can then be
+        significant at 0.05, whatever the scores."""
+        return min(1.0, 2.0 * 0.5 ** self.n) if self.n > 0 else 1.0
+
 
 def wilcoxon_test(
     a: Sequence[float] | np.ndarray,
@@ -82,7 +89,8 @@ def wilcoxon_test(
     x, y = x[keep], y[keep]
     diff = x - y
     if x.size == 0 or not np.any(diff != 0):
-        raise ValueError("the Wilcoxon test needs at least one pair with a non-zero difference")
+        raise ValueError("the Wilcoxon test needs at least one pair with a non-zero difference "
+                         "(the two systems' scores are identical)")
     res = sps.wilcoxon(x, y, alternative=alternative)
     return WilcoxonResult(
         statistic=float(res.statistic), p_value=float(res.pvalue), n=int(x.size),

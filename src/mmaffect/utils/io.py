@@ -21,7 +21,9 @@ from typing import Any
 def atomic_path(dest: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it to ``dest`` on success.
 
-    On an exception the temporary file is removed and ``dest`` is untouched.
+    On an exception the temporary file is removed and ``dest`` is untouched;
+    an :class:`OSError` that names no file (a write failing on a full disk)
+    is raised again naming ``dest``.
     ``suffix`` defaults to the suffix of ``dest`` (some writers, e.g. video
     encoders, choose the container from it).
     """
@@ -39,6 +41,11 @@ def atomic_path(dest: str | Path, *, suffix: str | None = None) -> Iterator[Path
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write (full disk) names no file: name the destination
+            raise OSError(exc.errno, exc.strerror or str(exc).splitlines()[0], str(dest)) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
