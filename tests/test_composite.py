@@ -146,6 +146,155 @@ def test_same_seed_same_files_other_seed_differs(corpus, tmp_path):
         (corpus / "composite_train_0000" / "segments.csv").read_bytes()
 
 
+# ----------------------------------------------------------------------------- realism effects
+
+
+def decode(path: Path) -> np.ndarray:
+    """All RGB frames of a video, (N, H, W, 3) uint8."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)])
+
+
+def spans(folder: Path, modality: str) -> list[tuple[int, int]]:
+    """(start, end) label frames of the ``segments.csv`` rows of one modality."""
+    return [(int(round(float(r["start"]) * 10)), int(round(float(r["end"]) * 10)))
+            for r in read_segments(folder) if r["modality"] == modality]
+
+
+def face_box(folder: Path) -> tuple[slice, slice]:
+    """The central region every face photograph covers whatever the head's placement (canvas 288)."""
+    return slice(120, 168), slice(120, 168)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    from mmaffect.data.composite import PLAIN
+
+    out = tmp_path_factory.mktemp("composite") / "plain"
+    adapt_composite(ROOT, out, sessions=(1, 0, 0), seconds=12.0, **PLAIN)
+    return out
+
+
+@pytest.fixture(scope="module")
+def forced(tmp_path_factory) -> Path:
+    """Every per-session effect switched on for sure: digital silence, an 8 kHz channel, long pauses, bursts,
+    occlusions, blur, and a fixed gain of -20 dB."""
+    out = tmp_path_factory.mktemp("composite") / "forced"
+    adapt_composite(ROOT, out, sessions=(2, 0, 0), seconds=20.0, digital_silence=1.0, channel_share=1.0,
+                    channel_rates=[8000], long_pause=1.0, noise_burst_rate=0.5, occlusion_rate=1.0, blur_rate=0.5,
+                    gain_db=(-20.0, -20.0))
+    return out
+
+
+def test_faces_are_tinted_and_backgrounds_vary(corpus, plain):
+    corners = []
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        video = decode(folder / "video.mp4")
+        ys, xs = face_box(folder)
+        shown = [f for s, e in spans(folder, "face") for f in range(s, e)]
+        hidden = [f for s, e in spans(folder, "no_face") for f in range(s, e)]
+        face = video[[int((f + 0.5) * 2.5) for f in shown]][:, ys, xs].reshape(-1, 3).astype(float)
+        assert face[:, 0].mean() - face[:, 2].mean() > 8, folder.name  # skin: red above blue, not grey
+        corner = video[:, :40, :40].astype(float)
+        assert corner.std() > 1.0 or np.ptp(corner.mean(axis=(0, 1, 2))) > 0, folder.name
+        corners.append(corner.mean(axis=(0, 1, 2)))
+        if hidden:  # frames without a face show the session's background, not a grey canvas
+            blank = video[[int((f + 0.5) * 2.5) for f in hidden]].astype(float)
+            assert np.abs(blank - 128).mean() > 4 or blank.std() > 4, folder.name
+    assert max(np.ptp(np.array(corners), axis=0)) > 10  # the sessions' backgrounds differ
+    meta = json.loads((corpus / "adapter.json").read_text())
+    looks = meta["composite"]["sessions"]
+    assert len({tuple(v["skin_tone"]) for v in looks.values()}) > 1 and len({v["crf"] for v in looks.values()}) > 1
+    # the plain rendering: grey faces on the uniform grey canvas
+    folder = plain / "composite_train_0000"
+    video = decode(folder / "video.mp4").astype(float)
+    assert np.abs(video[..., 0] - video[..., 2]).mean() < 2
+    hidden = [f for s, e in spans(folder, "no_face") for f in range(s, e)]
+    assert hidden and np.abs(video[[int((f + 0.5) * 2.5) for f in hidden]] - 128).max() <= 3
+
+
+def test_the_head_moves_within_a_hold(corpus, plain):
+    def change(folder: Path) -> float:
+        video = decode(folder / "video.mp4").astype(float)
+        diffs = []
+        for s, e in spans(folder, "face"):
+            if e - s >= 8:  # first and last video frame of a hold of >= 0.8 s
+                a, b = int(np.ceil(s * 2.5)), int(np.floor(e * 2.5)) - 1
+                diffs.append(np.abs(video[a] - video[b])[60:228, 60:228].mean())
+        assert diffs, folder.name
+        return float(np.median(diffs))
+
+    moving = [change(f) for f in sorted(p for p in corpus.iterdir() if p.is_dir())]
+    still = change(plain / "composite_train_0000")
+    assert still < 1.5 and min(moving) > 2 * still + 1.0, (still, moving)
+
+
+def speech_level(folder: Path) -> float:
+    """RMS level (dBFS) of the audio inside the session's turns."""
+    import soundfile as sf
+
+    audio, _ = sf.read(folder / "audio.wav")
+    speech = np.concatenate([audio[int(float(r["start"]) * SAMPLE_RATE):int(float(r["end"]) * SAMPLE_RATE)]
+                             for r in read_csv(folder / "turns.csv")])
+    return float(10 * np.log10(np.mean(speech ** 2)))
+
+
+def test_audio_levels_differ_and_pauses_are_noise_or_silence(corpus, forced):
+    import soundfile as sf
+
+    looks = json.loads((corpus / "adapter.json").read_text())["composite"]["sessions"]
+    assert np.ptp([v["gain_db"] for v in looks.values()]) > 3 and np.ptp([v["noise_db"] for v in looks.values()]) > 3
+    levels = [speech_level(f) for f in sorted(p for p in corpus.iterdir() if p.is_dir())]
+    assert np.ptp(levels) > 3, levels
+    for folder in sorted(p for p in forced.iterdir() if p.is_dir()):
+        # EmoDB speech lies at -23 to -14 dBFS RMS (5-95 %); the session gain of -20 dB moves it below -30
+        assert speech_level(folder) < -30, folder.name
+        audio, _ = sf.read(folder / "audio.wav", dtype="int16")
+        turns = [(float(r["start"]), float(r["end"])) for r in read_csv(folder / "turns.csv")]
+        talk = np.zeros(len(audio), dtype=bool)
+        for s, e in turns + [(a / 10, b / 10) for a, b in spans(folder, "noise_burst")]:
+            talk[max(0, int((s - 0.1) * SAMPLE_RATE)):int((e + 0.1) * SAMPLE_RATE)] = True
+        assert (~talk).sum() > SAMPLE_RATE and np.all(audio[~talk] == 0), folder.name  # digital silence
+        gaps = np.diff([0.0] + [x for s, e in turns for x in (s, e)] + [20.0])[::2]
+        assert gaps.max() >= 6.0, (folder.name, gaps)  # a long stretch without speech
+        spectrum = np.abs(np.fft.rfft(audio.astype(float))) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+        assert spectrum[freqs > 4300].sum() < 1e-3 * spectrum[freqs < 4000].sum()  # through an 8 kHz channel
+        assert spans(folder, "noise_burst") and spans(folder, "occlusion") and spans(folder, "blur")
+
+
+def test_occluded_and_blurred_faces_are_mostly_still_detected(forced):
+    from mmaffect.data.face_render import detect_faces, haar_detector
+
+    det = haar_detector()
+    for modality in ("occlusion", "blur"):
+        found = total = 0
+        for folder in sorted(p for p in forced.iterdir() if p.is_dir()):
+            video = decode(folder / "video.mp4")
+            face = {f for s, e in spans(folder, "face") for f in range(s, e)}
+            for s, e in spans(folder, modality):
+                for f in range(s, e):
+                    if f in face:
+                        total += 1
+                        found += len(detect_faces(det, video[int((f + 0.5) * 2.5)], min_neighbors=5)) > 0
+        assert total >= 10 and found / total >= 0.4, (modality, found, total)
+
+
+def test_plain_turns_every_effect_off(plain):
+    import soundfile as sf
+
+    meta = json.loads((plain / "adapter.json").read_text())
+    look = meta["composite"]["sessions"]["composite_train_0000"]
+    assert look["skin_tone"] is None and look["background"] == "grey" and look["crf"] == 18
+    assert look["gain_db"] == 0 and not look["digital_silence"] and look["channel_rate"] is None
+    assert {r["modality"] for r in read_segments(plain / "composite_train_0000")} <= {
+        "label", "voice", "face", "no_face", "words"}
+    audio, _ = sf.read(plain / "composite_train_0000" / "audio.wav")
+    assert np.count_nonzero(audio == 0) < 0.01 * len(audio)  # low noise in every pause, no digital silence
+
+
 def _mirror(tmp_path: Path, leave_out: str) -> Path:
     """A copy of the shared data made of symlinks, without ``leave_out`` (a path relative to the root)."""
     root = tmp_path / "shared"
@@ -174,6 +323,11 @@ def test_bad_parameters(tmp_path):
         adapt_composite(ROOT, tmp_path / "o", seconds=12.05)
     with pytest.raises(ConfigError):
         adapt_composite(ROOT, tmp_path / "o", segment=(0.5, 2.0), ramp=1.0)
+    for bad in (dict(crf=(30, 18)), dict(gain_db=(-10.0, 40.0)), dict(channel_rates=[]), dict(head_motion=-1.0),
+                dict(brightness=(0.0, 1.0)), dict(digital_silence=1.5), dict(noise_db=(-40.0, -70.0))):
+        with pytest.raises(ConfigError):
+            adapt_composite(ROOT, tmp_path / "o", **bad)
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_adapt_composite(tmp_path, capsys):
@@ -184,6 +338,13 @@ def test_cli_adapt_composite(tmp_path, capsys):
     assert "composite: 1 sessions" in capsys.readouterr().out
     meta = json.loads((tmp_path / "c" / "adapter.json").read_text())
     assert meta["parameters"]["seed"] == 3 and meta["parameters"]["seconds"] == 6.0
+    assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "p"), "--sessions", "1", "0", "0",
+                 "--seconds", "6", "--plain", "--set", "crf=[20,20]", "--set", "noise_db=-50"]) == 0
+    meta = json.loads((tmp_path / "p" / "adapter.json").read_text())
+    assert meta["parameters"]["skin_tones"] is False and meta["parameters"]["crf"] == [20, 20]
+    assert meta["composite"]["sessions"]["composite_train_0000"]["noise_db"] == -50
+    assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "q"), "--set", "colour=1"]) == 2
+    assert main(["adapt", "emodb", "--src", str(ROOT / "emodb"), "--out", str(tmp_path / "r"), "--plain"]) == 2
     assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "d"), "--limit", "3"]) == 2
     assert main(["adapt", "emodb", "--src", str(ROOT / "emodb"), "--out", str(tmp_path / "e"), "--seed", "1"]) == 2
 

@@ -12,17 +12,24 @@ strategies) can be run on real signals:
 * **voice** (``audio.wav``): during the target's speaking turns, EmoDB
   utterances of one speaker per session whose acted emotion is the segment's
   category (the speaker's nearest category on the proxy plane where EmoDB has
-  none: surprise → happiness, contempt → disgust), separated by pauses of
-  low noise; ``turns.csv`` marks each utterance's speech;
+  none: surprise → happiness, contempt → disgust), separated by pauses (some
+  of them long) of background noise or digital silence; ``turns.csv`` marks
+  each utterance's speech;
 * **face** (``video.mp4``): FER+ faces whose majority vote is the segment's
   category (for boredom, which FER+ lacks, one of the faces whose
-  vote-weighted proxy is nearest), each held 0.5–1.5 s, rendered as
-  :class:`~mmaffect.data.adapters.FaceRendering` draws them; the face is
-  missing (a blank grey canvas) in part of the speaking turns and in random
+  vote-weighted proxy is nearest), each held 0.5–1.5 s, tinted to a skin
+  tone and drifting slowly in front of a background; the face is missing
+  (only the background shows) in part of the speaking turns and in random
   gaps, so the toolkit masks those frames;
 * **words** (``transcript.csv``): per speaking turn, one EmoBank sentence
   whose rescaled rating ``(x - 3) / 2`` is among the nearest to the segment's
   target point, spread over the turn; no words while the target listens.
+
+Every session also gets its own look and sound (:class:`SessionLook`: skin
+tone, background, head placement and motion, lighting, video compression,
+audio gain, noise, silence and channel) and staged degradations (occluded
+and blurred frames, noise bursts), all switchable (:data:`PLAIN` turns them
+off); see ``docs/composite.md``, *Realism*.
 
 Every modality carries real but imperfect information: the acted voice and
 the faces show categories (mapped to prototype points), the sentences'
@@ -42,12 +49,15 @@ See ``docs/composite.md``.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
+import random
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +65,7 @@ import numpy as np
 
 from mmaffect.data.adapters import (
     RESEARCH_TERMS,
+    SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     AdaptReport,
     FaceRendering,
@@ -75,12 +86,25 @@ from mmaffect.data.adapters import (
     _write_video,
     _write_wav,
 )
+from mmaffect.data.face_render import (
+    BACKGROUND_KINDS,
+    SKIN_TONES,
+    FacePose,
+    Occluder,
+    apply_lighting,
+    draw_occluder,
+    feather_mask,
+    make_backdrop,
+    place_face,
+    skin_gains,
+    tint_face,
+)
 from mmaffect.data.proxy import EXCLUDED_VOTES, PROXY_VA, votes_matrix_to_va
 from mmaffect.data.session import LABEL_RATE
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.utils.io import atomic_write_json
 
-COMPOSITE_VERSION = 1
+COMPOSITE_VERSION = 2
 """Version of the generator; bumped whenever the same parameters and seed would give different files."""
 
 PARTITIONS = ("train", "devel", "test")
@@ -102,6 +126,27 @@ DEFAULT_SESSIONS = (40, 8, 8)
 DEFAULT_SECONDS = 40.0
 """Default session length (s)."""
 
+PLAIN: dict[str, Any] = {
+    "noise_db": -60.0,
+    "noise_decay": (0.0, 0.0),
+    "long_pause": 0.0,
+    "gain_db": (0.0, 0.0),
+    "digital_silence": 0.0,
+    "channel_share": 0.0,
+    "noise_burst_rate": 0.0,
+    "skin_tones": False,
+    "backgrounds": False,
+    "head_motion": 0.0,
+    "brightness": (1.0, 1.0),
+    "contrast": (1.0, 1.0),
+    "light_slope": 0.0,
+    "crf": (18, 18),
+    "occlusion_rate": 0.0,
+    "blur_rate": 0.0,
+}
+"""Options of :func:`adapt_composite` that switch every realism effect off (the version-1 look:
+grey still faces on a grey canvas, constant -60 dBFS white noise, no level, channel or degradation)."""
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -121,6 +166,24 @@ def _range_frames(value: Sequence[float], what: str, *, minimum: int = 0) -> tup
     if lo > hi or lo < minimum:
         raise ConfigError(f"{what} must satisfy {minimum / LABEL_RATE} <= low <= high, not {tuple(value)!r}")
     return lo, hi
+
+
+def _db_range(value: float | Sequence[float], what: str, low: float, high: float) -> tuple[float, float]:
+    """A level in dB or a (low, high) range of them, checked to lie within [low, high]."""
+    pair = (value, value) if isinstance(value, (int, float)) else value
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair)
+            or not low <= pair[0] <= pair[1] <= high):
+        raise ConfigError(f"{what} must be a level or a (low, high) pair within {low:g} to {high:g} dB, not {value!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _factor_range(value: Sequence[float], what: str) -> tuple[float, float]:
+    """A (low, high) range of positive factors (0.2-3), checked."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) for v in value) or not 0.2 <= value[0] <= value[1] <= 3.0):
+        raise ConfigError(f"{what} must be a (low, high) pair of factors within 0.2-3, not {value!r}")
+    return float(value[0]), float(value[1])
 
 
 def _draw(rng: np.random.Generator, lo: int, hi: int) -> int:
@@ -277,7 +340,61 @@ class CompositeParams:
     face_gap_rate: float
     face_gap: tuple[int, int]
     nearest_share: float
+    noise_db: tuple[float, float]
+    noise_decay: tuple[float, float] = (0.0, 0.0)
+    long_pause: float = 0.0
+    long_listen: tuple[int, int] = (60, 120)
+    gain_db: tuple[float, float] = (0.0, 0.0)
+    digital_silence: float = 0.0
+    channel_share: float = 0.0
+    channel_rates: tuple[int, ...] = (16000,)
+    noise_burst_rate: float = 0.0
+    noise_burst: tuple[int, int] = (2, 10)
+    noise_burst_db: tuple[float, float] = (-35.0, -20.0)
+    skin_tones: bool = False
+    backgrounds: bool = False
+    head_motion: float = 0.0
+    brightness: tuple[float, float] = (1.0, 1.0)
+    contrast: tuple[float, float] = (1.0, 1.0)
+    light_slope: float = 0.0
+    crf: tuple[int, int] = (18, 18)
+    occlusion_rate: float = 0.0
+    occlusion: tuple[int, int] = (4, 15)
+    blur_rate: float = 0.0
+    blur: tuple[int, int] = (2, 8)
+
+
+@dataclass(frozen=True)
+class SessionLook:
+    """How one session looks and sounds: drawn per session from its own random stream (:func:`draw_look`)."""
+
+    skin_tone: tuple[int, int, int] | None  # RGB of :data:`SKIN_TONES`; None = grey faces
+    background: str  # one of BACKGROUND_KINDS, or "grey" (the plain 128 canvas)
+    face_scale: float  # face side / the rendering's face size
+    face_offset: tuple[float, float]  # centre offset, fraction of the canvas
+    motion: tuple[tuple[float, float, float, float], ...]  # (dim, amplitude, period s, phase) sinusoids
+    brightness: float
+    contrast: float
+    light_slope: float
+    crf: int
+    gain_db: float
     noise_db: float
+    noise_decay: float  # dB/octave of the background noise's spectrum (0 white, -3 pink, -6 brown)
+    digital_silence: bool  # pauses are digital zeros (a gate) instead of noise
+    channel_rate: int | None  # band-limited by resampling through this rate; None = full band
+    highpass_hz: float | None  # the channel's low-frequency roll-off
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (adapter.json ``composite.sessions``)."""
+        return {
+            "skin_tone": list(self.skin_tone) if self.skin_tone else None, "background": self.background,
+            "face_scale": round(self.face_scale, 4), "face_offset": [round(v, 4) for v in self.face_offset],
+            "brightness": round(self.brightness, 4), "contrast": round(self.contrast, 4),
+            "light_slope": round(self.light_slope, 4), "crf": self.crf, "gain_db": round(self.gain_db, 2),
+            "noise_db": round(self.noise_db, 2), "noise_decay": round(self.noise_decay, 2),
+            "digital_silence": self.digital_silence, "channel_rate": self.channel_rate,
+            "highpass_hz": None if self.highpass_hz is None else round(self.highpass_hz, 1),
+        }
 
 
 @dataclass
@@ -307,6 +424,10 @@ class SessionPlan:
     turns: list[tuple[float, float]]  # speech span of each utterance, seconds
     transcript: list[tuple[float, float, str]]  # one sentence per speaking turn
     faces: np.ndarray  # (T,) index into the partition's face pool, -1 = no face
+    look: SessionLook | None = None
+    occlusions: list[tuple[int, int, Occluder]] = field(default_factory=list)  # label frames
+    blurs: list[tuple[int, int, float]] = field(default_factory=list)  # label frames, sigma (px)
+    bursts: list[tuple[int, int, float]] = field(default_factory=list)  # label frames, level (dBFS RMS)
 
 
 def _segments(rng: np.random.Generator, p: CompositeParams) -> list[tuple[int, int, str]]:
@@ -391,7 +512,8 @@ def plan_session(
             break
         clips += turn
         turn_spans.append((turn[0][0], turn[-1][0] + len(turn[-1][1].samples) // SAMPLES_PER_FRAME, turn))
-        t += _draw(rng, *p.listen)
+        long = rng.random() < p.long_pause  # drawn always, so long_pause=0 keeps the stream
+        t += _draw(rng, *(p.long_listen if long else p.listen))
         if t >= p.frames:
             break
     turns = [(s / LABEL_RATE + u.speech[0], s / LABEL_RATE + u.speech[1]) for s, u in clips]
@@ -455,37 +577,279 @@ def plan_session(
         items.append(_Item("face", i, end, f"ferplus_{pool.file}:{pool.names[j]}", str(pool.majority[j]),
                            float(pool.va[j, 0]), float(pool.va[j, 1]), target))
         i = end
+    look = draw_look(seed, name, p)
+    occlusions, blurs, bursts = _draw_events(effects_rng(seed, name), p, faces, look)
+    for s, e, occ in occlusions:
+        items.append(_Item("occlusion", s, e, occ.kind, "", math.nan, math.nan, ""))
+    for s, e, sigma in blurs:
+        items.append(_Item("blur", s, e, f"gaussian:{sigma:.2f}px", "", math.nan, math.nan, ""))
+    for s, e, db in bursts:
+        items.append(_Item("noise_burst", s, e, f"noise:{db:.1f}dBFS", "", math.nan, math.nan, ""))
     items.sort(key=lambda it: (it.start, it.modality))
-    return SessionPlan(name, partition, speaker, labels, items, clips, turns, transcript, faces)
+    return SessionPlan(name, partition, speaker, labels, items, clips, turns, transcript, faces, look,
+                       occlusions, blurs, bursts)
+
+
+def effects_rng(seed: int, name: str, stream: int = 2) -> np.random.Generator:
+    """A further random stream of a session: 2 degradation events, 3 background pixels, 4 the look."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8")), int(stream)])
+
+
+def draw_look(seed: int, name: str, p: CompositeParams) -> SessionLook:
+    """The session's skin tone, background, head placement and motion, lighting, compression and audio channel.
+
+    Every quantity is drawn whether or not its effect is on, so switching one
+    effect off leaves the others unchanged.
+    """
+    rng = effects_rng(seed, name, 4)
+    tone = SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]
+    background = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
+    scale = float(rng.uniform(0.85, 1.1))
+    offset = (float(rng.uniform(-0.06, 0.06)), float(rng.uniform(-0.06, 0.06)))
+    # slow head motion: two sinusoids per dimension (x, y: fraction of the canvas; scale: fraction; roll: degrees)
+    amplitudes = {0: 0.03, 1: 0.025, 2: 0.04, 3: 2.5}
+    motion = tuple((float(dim), float(amplitudes[dim] * w * p.head_motion), float(rng.uniform(3.0, 12.0)),
+                    float(rng.uniform(0, 2 * np.pi))) for dim in range(4) for w in (0.6, 0.4))
+    brightness, contrast = float(rng.uniform(*p.brightness)), float(rng.uniform(*p.contrast))
+    slope = float(rng.uniform(-p.light_slope, p.light_slope)) if p.light_slope > 0 else 0.0
+    crf = _draw(rng, *p.crf)
+    gain_db, noise_db = float(rng.uniform(*p.gain_db)), float(rng.uniform(*p.noise_db))
+    decay = float(rng.uniform(*p.noise_decay))
+    silence = bool(rng.random() < p.digital_silence)
+    channel = bool(rng.random() < p.channel_share)
+    rate = int(p.channel_rates[int(rng.integers(len(p.channel_rates)))])
+    highpass = float(rng.uniform(80.0, 300.0))
+    motion_on = p.head_motion > 0
+    return SessionLook(
+        skin_tone=tone if p.skin_tones else None,
+        background=background if p.backgrounds else "grey",
+        face_scale=scale if motion_on else 1.0,
+        face_offset=offset if motion_on else (0.0, 0.0),
+        motion=motion if motion_on else (),
+        brightness=brightness, contrast=contrast, light_slope=slope, crf=crf,
+        gain_db=gain_db, noise_db=noise_db, noise_decay=decay, digital_silence=silence,
+        channel_rate=rate if channel else None, highpass_hz=highpass if channel else None,
+    )
+
+
+def _events(rng: np.random.Generator, allowed: np.ndarray, rate: float, length: tuple[int, int]
+            ) -> list[tuple[int, int]]:
+    """Spans (label frames) starting at ``rate`` per second on ``allowed`` frames, cut where ``allowed`` ends."""
+    spans: list[tuple[int, int]] = []
+    i, T = 0, len(allowed)
+    while i < T:
+        if allowed[i] and rng.random() < rate / LABEL_RATE:
+            end = min(i + _draw(rng, *length), T)
+            stop = np.flatnonzero(~allowed[i:end])
+            end = i + int(stop[0]) if len(stop) else end
+            spans.append((i, end))
+            i = end
+        else:
+            i += 1
+    return spans
+
+
+_OCCLUDED_REGIONS = {  # face units: x0, y0, x1, y1 (the eyes, at y ~0.4, stay visible)
+    "chin": (0.18, 0.74, 0.82, 1.12),
+    "mouth": (0.2, 0.62, 0.8, 1.02),
+    "left": (-0.12, 0.5, 0.3, 1.08),
+    "right": (0.7, 0.5, 1.12, 1.08),
+}
+
+
+_Spans = list[tuple[int, int, float]]
+
+
+def _draw_events(rng: np.random.Generator, p: CompositeParams, faces: np.ndarray, look: SessionLook
+                 ) -> tuple[list[tuple[int, int, Occluder]], _Spans, _Spans]:
+    """Occluded spans (over shown faces), blur bursts (any frame) and audio noise bursts of one session."""
+    shown = faces >= 0
+    everywhere = np.ones(len(faces), dtype=bool)
+    occlusions = []
+    tone = np.asarray(look.skin_tone if look.skin_tone else (235, 235, 235), dtype=np.float64)
+    for s, e in _events(rng, shown, p.occlusion_rate, p.occlusion):
+        kind = "hand" if rng.random() < 0.6 else "box"
+        region = list(_OCCLUDED_REGIONS)[int(rng.integers(len(_OCCLUDED_REGIONS)))]
+        box = tuple(float(v + rng.uniform(-0.05, 0.05)) for v in _OCCLUDED_REGIONS[region])
+        colour = tone * 150.0 / 235.0 * rng.uniform(0.85, 1.05) if kind == "hand" else rng.uniform(20, 230, size=3)
+        occlusions.append((s, e, Occluder(kind=kind, box=box, color=tuple(float(c) for c in colour),
+                                          angle=float(rng.uniform(-25, 25)))))
+    blurs = [(s, e, float(rng.uniform(1.2, 3.0))) for s, e in _events(rng, everywhere, p.blur_rate, p.blur)]
+    bursts = [(s, e, float(rng.uniform(*p.noise_burst_db)))
+              for s, e in _events(rng, everywhere, p.noise_burst_rate, p.noise_burst)]
+    return occlusions, blurs, bursts
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def _write_session(folder: Path, plan: SessionPlan, sources: _Sources, p: CompositeParams, seed: int,
-                   rendering: FaceRendering, fps: int) -> None:
-    n_samples = p.frames * SAMPLES_PER_FRAME
-    noise_rng = np.random.default_rng([int(seed), zlib.crc32(plan.name.encode("utf-8")), 1])
-    audio = noise_rng.normal(0.0, 10 ** (p.noise_db / 20), n_samples).astype(np.float32)
+@contextmanager
+def _global_random(seed: int) -> Iterator[None]:
+    """Seed Python's and NumPy's global random state (audiomentations draws from them), restore it after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _coloured_noise(rng: np.random.Generator, n: int, decay_db_per_octave: float) -> np.ndarray:
+    """Unit-RMS noise of ``n`` samples whose spectrum falls by ``decay_db_per_octave`` (audiomentations)."""
+    from audiomentations.augmentations.add_color_noise import generate_decaying_white_noise
+
+    with _global_random(int(rng.integers(2**31))):
+        noise = generate_decaying_white_noise(n, decay_db_per_octave, SAMPLE_RATE, n_fft=256)
+    return np.asarray(noise, dtype=np.float32)[:n]
+
+
+def _fade(n: int, ramp: int) -> np.ndarray:
+    """An envelope of ``n`` samples rising and falling linearly over ``ramp`` samples."""
+    env = np.ones(n, dtype=np.float32)
+    r = min(ramp, n // 2)
+    if r > 0:
+        env[:r] = np.linspace(0.0, 1.0, r, dtype=np.float32)
+        env[n - r:] = np.linspace(1.0, 0.0, r, dtype=np.float32)
+    return env
+
+
+def render_audio(plan: SessionPlan, p: CompositeParams, seed: int) -> np.ndarray:
+    """The session's waveform at :data:`SAMPLE_RATE` (float32 in [-1, 1]).
+
+    EmoDB clips at the session's gain, coloured background noise at the
+    session's level, noise bursts, then the channel (high-pass and
+    resampling through a lower or higher rate, audiomentations and soxr) and,
+    in sessions with digital silence, a gate that sets everything outside the
+    speech and the bursts to exact zeros; finally clipped to [-1, 1] as an
+    ADC would.
+    """
+    import soxr
+    from audiomentations import HighPassFilter
+
+    look = plan.look
+    assert look is not None
+    n = p.frames * SAMPLES_PER_FRAME
+    rng = np.random.default_rng([int(seed), zlib.crc32(plan.name.encode("utf-8")), 1])
+    audio = np.zeros(n, dtype=np.float32)
     for start, u in plan.clips:
         s = start * SAMPLES_PER_FRAME
         audio[s : s + len(u.samples)] += u.samples
-    np.clip(audio, -1.0, 1.0, out=audio)
-    _write_wav(folder / "audio.wav", audio)
+    audio *= np.float32(10 ** (look.gain_db / 20))
+    audio += _coloured_noise(rng, n, look.noise_decay) * np.float32(10 ** (look.noise_db / 20))
+    ramp = SAMPLE_RATE // 50  # 20 ms fades
+    for s, e, db in plan.bursts:
+        a, b = s * SAMPLES_PER_FRAME, e * SAMPLES_PER_FRAME
+        burst = _coloured_noise(rng, b - a, float(rng.uniform(-6.0, 0.0))) * np.float32(10 ** (db / 20))
+        audio[a:b] += burst * _fade(b - a, ramp)
+    if look.highpass_hz is not None:
+        with _global_random(0):
+            hp = HighPassFilter(min_cutoff_freq=look.highpass_hz, max_cutoff_freq=look.highpass_hz,
+                                min_rolloff=12, max_rolloff=12, zero_phase=True, p=1.0)
+            audio = np.asarray(hp(samples=audio, sample_rate=SAMPLE_RATE), dtype=np.float32)
+    if look.channel_rate is not None and look.channel_rate != SAMPLE_RATE:
+        through = soxr.resample(audio, SAMPLE_RATE, look.channel_rate, quality="HQ")
+        back = soxr.resample(through, look.channel_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+        audio = np.zeros(n, dtype=np.float32)
+        audio[: min(n, len(back))] = back[:n]
+    if look.digital_silence:
+        gate = np.zeros(n, dtype=np.float32)
+        margin = SAMPLE_RATE // 20  # the gate opens 50 ms before speech and closes 50 ms after it
+        spans = [(int(s * SAMPLE_RATE), int(e * SAMPLE_RATE)) for s, e in plan.turns]
+        spans += [(s * SAMPLES_PER_FRAME, e * SAMPLES_PER_FRAME) for s, e, _ in plan.bursts]
+        for a, b in spans:
+            a, b = max(0, a - margin), min(n, b + margin)
+            gate[a:b] = np.maximum(gate[a:b], _fade(b - a, ramp))
+        audio *= gate
+        audio[gate == 0] = 0.0
+    return np.clip(audio, -1.0, 1.0)
 
-    pool = sources.faces[plan.partition]
-    blank = np.full((rendering.canvas, rendering.canvas, 3), rendering.background, dtype=np.uint8)
+
+class _FrameRenderer:
+    """Draws the session's video frames: background, tinted moving face, occluders, blur, lighting."""
+
+    def __init__(self, *, plan: SessionPlan, pool: _FacePool, rendering: FaceRendering, seed: int) -> None:
+        look = plan.look
+        assert look is not None
+        self.plan, self.pool, self.look, self.seed = plan, pool, look, seed
+        self.canvas, self.size = rendering.canvas, rendering.face_size
+        if look.background == "grey":
+            self.background = np.full((self.canvas, self.canvas, 3), rendering.background, dtype=np.uint8)
+        else:
+            self.background = make_backdrop(effects_rng(seed, plan.name, 3), kind=look.background,
+                                             width=self.canvas, height=self.canvas)
+        self.alpha = (feather_mask(self.size, feather=0.05) if look.background != "grey"
+                      else np.ones((self.size, self.size), np.float32))
+        self.lit = look.brightness != 1.0 or look.contrast != 1.0 or look.light_slope != 0.0
+        self._faces: dict[int, np.ndarray] = {}
+        self._empty: np.ndarray | None = None
+
+    def _face(self, j: int) -> np.ndarray:
+        """The face ``j`` tinted (per-person jitter around the session's tone) and upscaled, RGB."""
+        if j not in self._faces:
+            if len(self._faces) > 64:
+                self._faces.clear()
+            import cv2
+
+            grey = cv2.resize(self.pool.images[j], (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+            if self.look.skin_tone is None:
+                self._faces[j] = np.repeat(grey[:, :, None], 3, axis=2)
+            else:
+                jitter = np.random.default_rng([int(self.seed), zlib.crc32(self.plan.name.encode()), 5, j])
+                self._faces[j] = tint_face(grey, skin_gains(self.look.skin_tone,
+                                                            jitter=jitter.normal(0.0, 0.04, 3)))
+        return self._faces[j]
+
+    def pose(self, t: float) -> FacePose:
+        """Head placement at time ``t`` (s): the session's base placement plus slow sinusoidal drift."""
+        d = [0.0, 0.0, 0.0, 0.0]
+        for dim, amp, period, phase in self.look.motion:
+            d[int(dim)] += amp * math.sin(2 * math.pi * t / period + phase)
+        c = (self.canvas - 1) / 2.0
+        return FacePose(cx=c + (self.look.face_offset[0] + d[0]) * self.canvas,
+                        cy=c + (self.look.face_offset[1] + d[1]) * self.canvas,
+                        size=self.size * self.look.face_scale * (1.0 + d[2]), roll=d[3])
+
+    def frame(self, t: float, slot: int, occluder: Occluder | None, sigma: float | None) -> np.ndarray:
+        """The RGB frame at time ``t`` (label frame ``slot``)."""
+        import cv2
+
+        j = int(self.plan.faces[slot])
+        if j < 0 and sigma is None and self._empty is not None:
+            return self._empty
+        image = self.background.copy()
+        if j >= 0:
+            pose = self.pose(t)
+            m = place_face(image, self._face(j), self.alpha, pose)
+            if occluder is not None:
+                draw_occluder(image, occluder, m, src_size=self.size)
+        if sigma is not None:
+            image = cv2.GaussianBlur(image, (0, 0), sigma)
+        if self.lit:
+            image = apply_lighting(image, brightness=self.look.brightness, contrast=self.look.contrast,
+                                   slope=self.look.light_slope)
+        if j < 0 and sigma is None:
+            self._empty = image
+        return image
+
+
+def _write_session(folder: Path, plan: SessionPlan, sources: _Sources, p: CompositeParams, seed: int,
+                   rendering: FaceRendering, fps: int) -> None:
+    _write_wav(folder / "audio.wav", render_audio(plan, p, seed))
+    look = plan.look
+    assert look is not None
+    renderer = _FrameRenderer(plan=plan, pool=sources.faces[plan.partition], rendering=rendering, seed=seed)
+    occluded: dict[int, Occluder] = {f: occ for s, e, occ in plan.occlusions for f in range(s, e)}
+    blurred: dict[int, float] = {f: sigma for s, e, sigma in plan.blurs for f in range(s, e)}
 
     def frames() -> Iterator[np.ndarray]:
-        current, image = -2, blank
         for k in range(int(round(p.frames / LABEL_RATE * fps))):
             slot = min(int(math.floor(k * LABEL_RATE / fps + 1e-9)), p.frames - 1)
-            j = int(plan.faces[slot])
-            if j != current:
-                current, image = j, (blank if j < 0 else rendering.render(pool.images[j]))
-            yield image
+            yield renderer.frame(k / fps, slot, occluded.get(slot), blurred.get(slot))
 
-    _write_video(folder / "video.mp4", frames(), fps=fps, width=rendering.canvas, height=rendering.canvas)
+    _write_video(folder / "video.mp4", frames(), fps=fps, width=rendering.canvas, height=rendering.canvas,
+                 crf=look.crf)
     _write_spans(folder / "turns.csv", plan.turns)
     _write_spans(folder / "transcript.csv", [(s, e) for s, e, _ in plan.transcript],
                  [text for _, _, text in plan.transcript])
@@ -519,6 +883,10 @@ class _Tally:
         self.pairs: dict[str, list[np.ndarray]] = {"voice": [], "face": [], "words": []}
         self.categories: dict[str, int] = {}
         self.speakers: dict[str, int] = {}
+        self.effects: dict[str, int] = {}
+        self.silent_sessions = 0
+        self.pause_frames = 0
+        self.long_pause_frames = 0
 
     def add(self, plan: SessionPlan) -> None:
         T = len(plan.labels)
@@ -528,6 +896,14 @@ class _Tally:
         for s, e in plan.turns:  # the toolkit's rounding of turns to the 0.1 s grid
             speaking[int(math.floor(s * LABEL_RATE + 0.5 + 1e-9)) : int(math.floor(e * LABEL_RATE + 0.5 + 1e-9))] = True
         self.speaking += int(speaking.sum())
+        if plan.look is not None and plan.look.digital_silence:
+            self.silent_sessions += 1
+        quiet = np.concatenate([[0], (~speaking).astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(quiet))
+        for s, e in zip(edges[::2], edges[1::2], strict=True):
+            self.pause_frames += int(e - s)
+            if e - s >= 60:
+                self.long_pause_frames += int(e - s)
         shown = plan.faces >= 0
         self.face += int(shown.sum())
         self.face_speaking += int((shown & speaking).sum())
@@ -535,6 +911,8 @@ class _Tally:
             n = it.end - it.start
             if it.modality == "label":
                 self.categories[it.category] = self.categories.get(it.category, 0) + n
+            elif it.modality in ("occlusion", "blur", "noise_burst"):
+                self.effects[it.modality] = self.effects.get(it.modality, 0) + n
             elif it.modality == "no_face":
                 if it.target == "speaking":
                     self.hidden_speaking += n
@@ -571,6 +949,9 @@ class _Tally:
             "items": {m: sum(c.values()) for m, c in self.sources.items()},
             "unique_items": {m: len(c) for m, c in self.sources.items()},
             "item_vs_label_ccc": agreement,
+            "effect_shares": {k: round(v / max(self.frames, 1), 3) for k, v in sorted(self.effects.items())},
+            "digital_silence_sessions": self.silent_sessions,
+            "no_speech_6s_or_longer_share": round(self.long_pause_frames / max(self.frames, 1), 3),
         }
 
 
@@ -594,7 +975,28 @@ def adapt_composite(
     face_gap_rate: float = 0.05,
     face_gap: Sequence[float] = (1.0, 3.0),
     nearest_share: float = 0.02,
-    noise_db: float = -60.0,
+    noise_db: float | Sequence[float] = (-70.0, -45.0),
+    noise_decay: Sequence[float] = (-6.0, 0.0),
+    long_pause: float = 0.15,
+    long_listen: Sequence[float] = (6.0, 12.0),
+    gain_db: Sequence[float] = (-24.0, 6.0),
+    digital_silence: float = 0.3,
+    channel_share: float = 0.5,
+    channel_rates: Sequence[int] = (8000, 11025, 16000, 32000, 44100, 48000),
+    noise_burst_rate: float = 0.03,
+    noise_burst: Sequence[float] = (0.2, 1.0),
+    noise_burst_db: Sequence[float] = (-35.0, -20.0),
+    skin_tones: bool = True,
+    backgrounds: bool = True,
+    head_motion: float = 1.0,
+    brightness: Sequence[float] = (0.8, 1.2),
+    contrast: Sequence[float] = (0.85, 1.15),
+    light_slope: float = 0.25,
+    crf: Sequence[int] = (18, 30),
+    occlusion_rate: float = 0.04,
+    occlusion: Sequence[float] = (0.4, 1.5),
+    blur_rate: float = 0.05,
+    blur: Sequence[float] = (0.2, 0.8),
     upscale: int = 3,
     margin: float = 0.5,
     fps: int = 25,
@@ -632,15 +1034,39 @@ def adapt_composite(
       ``face_hold`` s (cut short by a hidden span), whose majority category
       is the segment's at the face's middle (for boredom: among the
       ``nearest_share`` × pool nearest by vote-weighted proxy, at least 5),
-      rendered by :class:`FaceRendering` (``upscale``, ``margin``) at ``fps``.
+      sized by :class:`FaceRendering` (``upscale``, ``margin``) at ``fps``.
+
+    Realism (each off with the value in brackets; :data:`PLAIN` holds them
+    all; ranges are drawn once per session unless said otherwise):
+
+    * ``skin_tones`` (False): grey faces × per-channel gains of one of
+      :data:`~mmaffect.data.face_render.SKIN_TONES`, ±4 % per face;
+    * ``backgrounds`` (False): a room, gradient, texture or plain background
+      instead of the grey canvas, the photograph's border feathered;
+    * ``head_motion`` (0): base scale and offset plus slow sinusoidal drift
+      of position, scale and roll, × this factor;
+    * ``brightness``, ``contrast`` ((1, 1)), ``light_slope`` (0): lighting;
+    * ``crf`` ((18, 18)): libx264 constant rate factor range;
+    * ``occlusion_rate`` / ``occlusion`` and ``blur_rate`` / ``blur`` (rate
+      0): hands or boxes over part of the face, blur bursts (per second,
+      span in s);
+    * ``gain_db`` ((0, 0)): speech gain; ``noise_db`` (a level or range,
+      dBFS RMS) and ``noise_decay`` (dB/octave) of the background noise;
+    * ``digital_silence`` (0): share of sessions whose pauses are gated to
+      digital zeros; ``long_pause`` (0): probability per turn of a
+      ``long_listen`` pause;
+    * ``channel_share`` (0): share of sessions high-passed and resampled
+      through one of ``channel_rates``;
+    * ``noise_burst_rate`` (0), ``noise_burst``, ``noise_burst_db``: bursts
+      of coloured noise.
 
     Files: ``audio.wav``, ``video.mp4``, ``turns.csv`` (each utterance's
     speech), ``transcript.csv``, ``labels.csv`` (arousal, valence),
     ``segments.csv`` (every placed item: ``modality`` label / voice / face /
-    no_face / words, source, category, its own (valence, arousal) and the
+    no_face / words / occlusion / blur / noise_burst, source, category, its own (valence, arousal) and the
     segment category it was chosen for), then ``splits.csv`` and
     ``adapter.json`` (parameters, seed, proxy table, source pools, per-partition
-    statistics, terms). Deterministic: the same sources, parameters and
+    statistics, each session's look, terms). Deterministic: the same sources, parameters and
     seed give the same files (the video's decoded frames; the bytes too with
     a deterministic encoder). A session depends only on the seed and its name.
     """
@@ -671,8 +1097,26 @@ def adapt_composite(
         raise ConfigError(f"face_gap_rate must be within 0-{LABEL_RATE} per second, not {face_gap_rate!r}")
     if not 0.0 < nearest_share <= 1.0:
         raise ConfigError(f"nearest_share must be within (0, 1], not {nearest_share!r}")
-    if not -120.0 <= noise_db <= -20.0:
-        raise ConfigError(f"noise_db must be within -120 to -20 dBFS, not {noise_db!r}")
+    noise = _db_range(noise_db, "noise_db", -120.0, -20.0)
+    for name, value in (("long_pause", long_pause), ("digital_silence", digital_silence),
+                        ("channel_share", channel_share)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be within 0-1, not {value!r}")
+    for name, value in (("noise_burst_rate", noise_burst_rate), ("occlusion_rate", occlusion_rate),
+                        ("blur_rate", blur_rate)):
+        if not 0.0 <= value <= LABEL_RATE:
+            raise ConfigError(f"{name} must be within 0-{LABEL_RATE} per second, not {value!r}")
+    rates = tuple(channel_rates) if isinstance(channel_rates, (tuple, list)) else ()
+    if not rates or not all(isinstance(r, int) and 4000 <= r <= 96000 for r in rates):
+        raise ConfigError(f"channel_rates must be a non-empty list of integer rates 4000-96000 Hz, not "
+                          f"{channel_rates!r}")
+    if not 0.0 <= head_motion <= 3.0:
+        raise ConfigError(f"head_motion must be within 0-3 (0 = a still face), not {head_motion!r}")
+    if not 0.0 <= light_slope <= 1.0:
+        raise ConfigError(f"light_slope must be within 0-1, not {light_slope!r}")
+    if not (isinstance(crf, (tuple, list)) and len(crf) == 2 and all(isinstance(c, int) for c in crf)
+            and 0 <= crf[0] <= crf[1] <= 51):
+        raise ConfigError(f"crf must be a pair of integers 0 <= low <= high <= 51, not {crf!r}")
     if not isinstance(upscale, int) or not 1 <= upscale <= 10:
         raise ConfigError(f"upscale must be an integer 1-10, not {upscale!r}")
     if not 0 <= margin <= 2:
@@ -691,7 +1135,28 @@ def adapt_composite(
         face_gap_rate=float(face_gap_rate),
         face_gap=_range_frames(face_gap, "face_gap", minimum=1),
         nearest_share=float(nearest_share),
-        noise_db=float(noise_db),
+        noise_db=noise,
+        noise_decay=_db_range(noise_decay, "noise_decay", -12.0, 6.0),
+        long_pause=float(long_pause),
+        long_listen=_range_frames(long_listen, "long_listen", minimum=1),
+        gain_db=_db_range(gain_db, "gain_db", -60.0, 20.0),
+        digital_silence=float(digital_silence),
+        channel_share=float(channel_share),
+        channel_rates=rates,
+        noise_burst_rate=float(noise_burst_rate),
+        noise_burst=_range_frames(noise_burst, "noise_burst", minimum=1),
+        noise_burst_db=_db_range(noise_burst_db, "noise_burst_db", -90.0, 0.0),
+        skin_tones=bool(skin_tones),
+        backgrounds=bool(backgrounds),
+        head_motion=float(head_motion),
+        brightness=_factor_range(brightness, "brightness"),
+        contrast=_factor_range(contrast, "contrast"),
+        light_slope=float(light_slope),
+        crf=(int(crf[0]), int(crf[1])),
+        occlusion_rate=float(occlusion_rate),
+        occlusion=_range_frames(occlusion, "occlusion", minimum=1),
+        blur_rate=float(blur_rate),
+        blur=_range_frames(blur, "blur", minimum=1),
     )
     rendering = FaceRendering(upscale=upscale, margin=margin)
     report = AdaptReport(corpus="composite", out=out)
@@ -700,12 +1165,15 @@ def adapt_composite(
 
     partitions: list[tuple[str, str]] = []
     tallies = {part: _Tally() for part in PARTITIONS}
+    looks: dict[str, dict[str, Any]] = {}
     for part, count in zip(PARTITIONS, sessions, strict=True):
         for index in range(count):
             name = f"composite_{part}_{index:04d}"
             plan = plan_session(name, part, index, sources, params, seed)
             _write_session(out / name, plan, sources, params, seed, rendering, fps)
             tallies[part].add(plan)
+            if plan.look is not None:
+                looks[name] = plan.look.as_dict()
             report.frames += frames
             report.items += sum(1 for it in plan.items if it.modality in ("voice", "face", "words"))
             partitions.append((name, part))
@@ -725,7 +1193,28 @@ def adapt_composite(
         "face_gap_rate": face_gap_rate,
         "face_gap": list(face_gap),
         "nearest_share": nearest_share,
-        "noise_db": noise_db,
+        "noise_db": list(noise),
+        "noise_decay": list(noise_decay) if isinstance(noise_decay, (tuple, list)) else noise_decay,
+        "long_pause": long_pause,
+        "long_listen": list(long_listen),
+        "gain_db": list(gain_db),
+        "digital_silence": digital_silence,
+        "channel_share": channel_share,
+        "channel_rates": list(rates),
+        "noise_burst_rate": noise_burst_rate,
+        "noise_burst": list(noise_burst),
+        "noise_burst_db": list(noise_burst_db),
+        "skin_tones": bool(skin_tones),
+        "backgrounds": bool(backgrounds),
+        "head_motion": head_motion,
+        "brightness": list(brightness),
+        "contrast": list(contrast),
+        "light_slope": light_slope,
+        "crf": list(crf),
+        "occlusion_rate": occlusion_rate,
+        "occlusion": list(occlusion),
+        "blur_rate": blur_rate,
+        "blur": list(blur),
         "upscale": upscale,
         "margin": margin,
         "fps": fps,
@@ -758,11 +1247,31 @@ def adapt_composite(
             for part in PARTITIONS
         },
         "partitions": {part: tallies[part].summary() for part in PARTITIONS if sessions[PARTITIONS.index(part)]},
+        "sessions": looks,
     }
     meta["terms"] = RESEARCH_TERMS
     atomic_write_json(meta_path, meta)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` (VALUE in JSON, else a plain string) → (key, value) for :func:`adapt_composite`.
+
+    Only the generator's effect and timing options are accepted (not ``src``,
+    ``out``, ``sessions``, ``seconds``, ``seed`` or ``overwrite``, which have their own flags).
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    allowed = [n for n, prm in inspect.signature(adapt_composite).parameters.items()
+               if prm.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("sessions", "seconds", "seed", "overwrite")]
+    if not sep or key not in allowed:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY one of {', '.join(allowed)}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
 
 
 def read_segments(folder: Path) -> list[dict[str, str]]:
@@ -776,6 +1285,11 @@ def read_segments(folder: Path) -> list[dict[str, str]]:
 
 __all__ = [
     "CATEGORIES",
+    "PLAIN",
+    "SessionLook",
+    "draw_look",
+    "parse_option",
+    "render_audio",
     "COMPOSITE_VERSION",
     "DEFAULT_SECONDS",
     "DEFAULT_SESSIONS",

@@ -23,10 +23,17 @@ detect) and no head at all (``"absent"``: the person left the picture).
 All randomness (skin and hair colours, background texture) is drawn once, in
 the constructor, from the caller's :class:`numpy.random.Generator`; rendering
 itself is deterministic.
+
+The second half of the module draws *photographs* (the grey 48×48 FER+ faces
+of the composite corpus) as a person in a scene: skin tints
+(:func:`tint_face`), backgrounds (:func:`make_backdrop`), a moving head
+(:class:`FacePose`, :func:`place_face`), occluders (:func:`draw_occluder`)
+and lighting (:func:`apply_lighting`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -378,3 +385,177 @@ def detect_faces(
     if len(boxes) == 0:
         return np.zeros((0, 4), np.float64)
     return np.asarray(boxes, dtype=np.float64) / f
+
+
+# --------------------------------------------------------------------------- photographed faces in a scene
+# Used by the composite corpus (mmaffect.data.composite) to draw grey 48×48 FER+ photographs as a talking
+# face in a room: tinted skin, a varied background, slow head motion, occluders, blur and lighting.
+
+SKIN_TONES: tuple[tuple[int, int, int], ...] = (
+    (255, 224, 196), (241, 194, 167), (234, 192, 134), (224, 172, 138), (198, 134, 101),
+    (181, 128, 94), (161, 102, 73), (141, 85, 60), (120, 78, 56),
+)
+"""RGB skin colours from light to dark; a grey face is tinted by one of them (per-channel gains)."""
+
+BACKGROUND_KINDS = ("room", "gradient", "texture", "plain")
+"""Kinds of scene background :func:`make_backdrop` draws."""
+
+
+def skin_gains(tone: Sequence[float], *, jitter: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel gains (3,) that turn a grey photograph into skin of colour ``tone``.
+
+    The grey level is multiplied per channel by ``tone / 235`` (so a light
+    tone keeps the photograph's brightness and a dark one darkens it), times
+    ``1 + jitter`` when given (small per-person variation).
+    """
+    gains = np.asarray(tone, dtype=np.float32) / 235.0
+    if jitter is not None:
+        gains = gains * (1.0 + np.asarray(jitter, dtype=np.float32))
+    return np.clip(gains, 0.05, 1.2).astype(np.float32)
+
+
+def tint_face(face: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Grey face (H, W) uint8 → RGB (H, W, 3) uint8 with per-channel ``gains``."""
+    rgb = face.astype(np.float32)[:, :, None] * np.asarray(gains, dtype=np.float32)[None, None, :]
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def make_backdrop(rng: np.random.Generator, *, kind: str, width: int, height: int) -> np.ndarray:
+    """A scene background (height, width, 3) uint8 RGB of one of :data:`BACKGROUND_KINDS`.
+
+    ``room``: :func:`make_background` (wall, shelf, picture); ``gradient``: a
+    linear blend of two random colours in a random direction with fine grain;
+    ``texture``: a random colour modulated by coarse and fine smooth noise
+    (a curtain or a plastered wall); ``plain``: one random colour with grain.
+    """
+    if kind not in BACKGROUND_KINDS:
+        raise ValueError(f"unknown background kind {kind!r}; expected one of {BACKGROUND_KINDS}")
+    if kind == "room":
+        return make_background(rng, width=width, height=height)
+    base = _muted_colour(rng)
+    img = np.empty((height, width, 3), np.float32)
+    img[:] = base
+    if kind == "gradient":
+        other = _muted_colour(rng)
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        u = (xx / max(width - 1, 1) - 0.5) * np.cos(angle) + (yy / max(height - 1, 1) - 0.5) * np.sin(angle)
+        w = np.clip(u / np.sqrt(0.5) + 0.5, 0.0, 1.0)[..., None]
+        img = img * (1.0 - w) + other[None, None, :] * w
+    elif kind == "texture":
+        amp = rng.uniform(15, 40)
+        img += amp * _smooth_noise(rng, height=height, width=width, cell=int(rng.integers(6, 24)))[..., None]
+        stripes = rng.random() < 0.5  # folds of a curtain
+        if stripes:
+            period = rng.uniform(0.05, 0.15) * width
+            xs = np.arange(width, dtype=np.float32)
+            img *= (1.0 + 0.12 * np.sin(2 * np.pi * xs / period + rng.uniform(0, 2 * np.pi)))[None, :, None]
+    img += rng.uniform(2, 7) * _smooth_noise(rng, height=height, width=width, cell=3)[..., None]
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _muted_colour(rng: np.random.Generator) -> np.ndarray:
+    """A wall-like RGB colour: a grey level of 45-215 tinted by at most 35 % towards a random hue."""
+    level = rng.uniform(45, 215)
+    hue = rng.standard_normal(3)
+    hue -= hue.mean()
+    hue /= max(float(np.abs(hue).max()), 1e-6)
+    return np.clip(level * (1.0 + rng.uniform(0.05, 0.35) * hue), 0, 255).astype(np.float32)
+
+
+def feather_mask(size: int, *, feather: float) -> np.ndarray:
+    """(size, size) float32 alpha of a square photograph whose border fades out over ``feather`` × size."""
+    ramp = max(1.0, feather * size)
+    d = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32) + 0.5
+    a = np.clip(d / ramp, 0.0, 1.0)
+    a = a * a * (3 - 2 * a)  # smoothstep
+    return np.outer(a, a).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FacePose:
+    """Where a square face photograph lies in the frame: centre (px), side (px) and in-plane roll (degrees)."""
+
+    cx: float
+    cy: float
+    size: float
+    roll: float = 0.0
+
+    def matrix(self, src_size: int) -> np.ndarray:
+        """2×3 affine map from the ``src_size`` photograph's pixels to frame pixels."""
+        c = (src_size - 1) / 2.0
+        m = cv2.getRotationMatrix2D((c, c), self.roll, self.size / src_size)
+        m[0, 2] += self.cx - c
+        m[1, 2] += self.cy - c
+        return m
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """Something in front of part of the face, in the face photograph's unit square (0–1 both ways).
+
+    ``kind``: ``"hand"`` (a palm with four fingers, in ``color``) or ``"box"``
+    (a rectangle: a mug, a phone, a microphone); ``box`` = x0, y0, x1, y1 of
+    the covered region in face units; ``angle``: tilt of the fingers (degrees).
+    """
+
+    kind: str
+    box: tuple[float, float, float, float]
+    color: tuple[float, float, float]
+    angle: float = 0.0
+
+
+def _occluder_polygons(occ: Occluder) -> list[np.ndarray]:
+    """Polygons (N, 2) in face units drawing ``occ``."""
+    x0, y0, x1, y1 = occ.box
+    if occ.kind == "box":
+        return [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)]
+    if occ.kind != "hand":
+        raise ValueError(f"unknown occluder kind {occ.kind!r}")
+    w, h = x1 - x0, y1 - y0
+    palm_c = (x0 + 0.5 * w, y0 + 0.62 * h)
+    palm = cv2.ellipse2Poly((int(palm_c[0] * 1000), int(palm_c[1] * 1000)),
+                            (int(0.5 * w * 1000), int(0.4 * h * 1000)), 0, 0, 360, 10).astype(np.float64) / 1000
+    polys = [palm]
+    t = np.deg2rad(occ.angle)
+    for k in range(4):
+        fx = x0 + (0.18 + 0.21 * k) * w
+        half = 0.085 * w
+        length = (0.55 + 0.12 * (1.5 - abs(k - 1.5))) * h
+        base = np.array([fx, palm_c[1]])
+        tip = base + length * np.array([np.sin(t), -np.cos(t)])
+        side = half * np.array([np.cos(t), np.sin(t)])
+        polys.append(np.array([base - side, tip - side, tip + side, base + side]))
+    return polys
+
+
+def draw_occluder(frame: np.ndarray, occ: Occluder, matrix: np.ndarray, *, src_size: int) -> None:
+    """Draw ``occ`` (face units) into ``frame`` in place, mapped by the face's affine ``matrix``."""
+    colour = tuple(float(c) for c in occ.color)
+    shade = tuple(float(c) * 0.7 for c in occ.color)
+    for poly in _occluder_polygons(occ):
+        pts = np.c_[poly * (src_size - 1), np.ones(len(poly))] @ matrix.T
+        cv2.fillPoly(frame, [_pts(pts)], colour, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(frame, [_pts(pts)], True, shade, 1, cv2.LINE_AA, _SHIFT)
+
+
+def place_face(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, pose: FacePose) -> np.ndarray:
+    """Blend the RGB photograph ``face`` (S, S, 3) with ``alpha`` (S, S) into ``frame`` at ``pose``; the 2×3 map.
+
+    Bicubic warp; ``frame`` is changed in place.
+    """
+    s = face.shape[0]
+    m = pose.matrix(s)
+    h, w = frame.shape[:2]
+    warped = cv2.warpAffine(face, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    frame[:] = cv2.blendLinear(warped, frame, a, 1.0 - a)
+    return m
+
+
+def apply_lighting(frame: np.ndarray, *, brightness: float, contrast: float, slope: float = 0.0) -> np.ndarray:
+    """``frame`` with contrast (around grey 128), brightness and a left-to-right light ``slope`` applied."""
+    h, w = frame.shape[:2]
+    gain = brightness * (1.0 + slope * np.linspace(-0.5, 0.5, w, dtype=np.float32))[None, :, None]
+    out = (frame.astype(np.float32) - 128.0) * contrast + 128.0
+    return np.clip(np.round(out * gain), 0, 255).astype(np.uint8)
