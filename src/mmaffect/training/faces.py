@@ -46,6 +46,7 @@ from torch import nn
 from mmaffect.config import apply_overrides, builtin_config, dump_config, load_config, merge
 from mmaffect.data.proxy import category_to_va
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.training.augment_faces import FaceAugment
 from mmaffect.training.checkpoint import save_checkpoint
 from mmaffect.training.metrics import ccc
 from mmaffect.utils.io import atomic_write_json, atomic_write_text
@@ -167,6 +168,9 @@ def augment_faces(images: torch.Tensor, size: int, *, rotate: float, scale: floa
     (± ``translate`` of the side) and mirror, then resize as :func:`resize_faces`.
 
     Done on the batch at once on the training device (one ``grid_sample``).
+    The geometric augmentation of the first runs (kept for scripts that call
+    it); ``pretrain-faces`` now uses :class:`mmaffect.training.augment_faces.
+    FaceAugment` (crop box, colour, blur, JPEG) after :func:`resize_faces`.
     """
     theta = _affine(images.shape[0], images.device, rotate=rotate, scale=scale, translate=translate,
                     flip=flip, generator=generator)
@@ -191,7 +195,10 @@ def load_pretrain_config(source: Any = None, overrides: Iterable[str] = ()) -> d
     overrides = list(overrides)
     late = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model_options.")]
     cfg = apply_overrides(cfg, [o for o in overrides if o not in late])
+    from mmaffect.config_schema import validate_model_options, validate_pretrain_config
     from mmaffect.models.registry import get_spec
+
+    cfg = validate_pretrain_config(cfg)  # types, ranges, choices (one-line errors)
 
     spec = get_spec(str(cfg["model_name"]))
     if spec.modalities != ("visual",):
@@ -204,6 +211,7 @@ def load_pretrain_config(source: Any = None, overrides: Iterable[str] = ()) -> d
         raise ConfigError(f"model_options: {cfg['model_name']} has no option(s) {', '.join(sorted(unknown))}")
     cfg["model_options"] = {k: v for k, v in options.items() if k not in head_keys}
     cfg = apply_overrides(cfg, late)
+    cfg["model_options"] = validate_model_options(spec.name, cfg["model_options"], spec.defaults)
     optim = cfg["optim"]
     if optim["optimizer"] not in ("sgd", "adamw"):
         raise ConfigError(f"optim.optimizer must be sgd or adamw, not {optim['optimizer']!r}")
@@ -211,6 +219,7 @@ def load_pretrain_config(source: Any = None, overrides: Iterable[str] = ()) -> d
         raise ConfigError("optim.epochs and optim.batch_size must be positive")
     if optim["budget_minutes"] is not None and float(optim["budget_minutes"]) <= 0:
         raise ConfigError("optim.budget_minutes must be positive or null")
+    FaceAugment.from_config(cfg["augment"], where="augment")  # unknown keys and bad values fail here, early
     return cfg
 
 
@@ -222,6 +231,25 @@ def _build(cfg: Mapping[str, Any]) -> FaceClassifier:
     if hasattr(branch, "checkpoint"):
         branch.checkpoint = bool(cfg["activation_checkpointing"])
     return FaceClassifier(branch=branch)
+
+
+def _load_initial_weights(model: FaceClassifier, source: str | Path) -> None:
+    """Load a ``pretrain-faces`` checkpoint (a path or ``pretrained:NAME``) into ``model`` (``init_from``).
+
+    Raises :class:`ConfigError` naming the file when it is not a face
+    checkpoint of the same network (a key or a shape differs).
+    """
+    from mmaffect.inference.pretrained import resolve
+    from mmaffect.training.checkpoint import load_checkpoint
+
+    path = resolve(source)
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        raise ConfigError(f"{path}: init_from is not a pretrain-faces checkpoint of this network (its weights "
+                          f"do not match {sum(v.numel() for v in own.values())} parameters of the same names "
+                          f"and shapes; check model_name and model_options)")
+    model.load_state_dict(state)
 
 
 def _image_size(cfg: Mapping[str, Any]) -> int:
@@ -244,20 +272,36 @@ def _data_root(cfg: Mapping[str, Any]) -> Path:
 
 
 @torch.inference_mode()
-def evaluate_faces(model: FaceClassifier, faces: FaceSet, *, size: int, device: torch.device,
-                   batch_size: int = 512, amp: bool = False) -> dict[str, float]:
-    """Majority-vote accuracy, cross-entropy and proxy CCC (arousal, valence) on ``faces``."""
+def face_probabilities(model: FaceClassifier, images: np.ndarray, *, size: int, device: torch.device,
+                       batch_size: int = 512, amp: bool = False) -> np.ndarray:
+    """(N, 8) category probabilities of (N, H, W) uint8 grey faces (resized as in training)."""
     model.eval()
-    probs = []
-    images = torch.from_numpy(faces.images)
-    for start in range(0, len(faces), batch_size):
-        x = resize_faces(images[start:start + batch_size].to(device), size)
+    probs = [torch.zeros(0, len(FERPLUS_CATEGORIES))]
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    for start in range(0, len(tensor), batch_size):
+        x = resize_faces(tensor[start:start + batch_size].to(device), size)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         probs.append(torch.softmax(logits.float(), dim=-1).cpu())
-    p = torch.cat(probs).numpy().astype(np.float64)
+    return torch.cat(probs).numpy().astype(np.float64)
+
+
+def proxy_from_probabilities(p: np.ndarray) -> np.ndarray:
+    """(N, 2) arousal, valence: the probability-weighted mean of the categories' proxy points."""
+    return np.asarray(p, np.float64) @ _proxy_points()
+
+
+def evaluate_faces(model: FaceClassifier, faces: FaceSet, *, size: int, device: torch.device,
+                   batch_size: int = 512, amp: bool = False) -> dict[str, float]:
+    """Majority-vote accuracy, cross-entropy and proxy CCC (arousal, valence) on ``faces``."""
+    p = face_probabilities(model, faces.images, size=size, device=device, batch_size=batch_size, amp=amp)
+    return score_face_probabilities(p, faces)
+
+
+def score_face_probabilities(p: np.ndarray, faces: FaceSet) -> dict[str, float]:
+    """:func:`evaluate_faces`'s scores of given (N, 8) probabilities ``p`` of ``faces``."""
     pred = p.argmax(axis=1)
-    va = p @ _proxy_points()
+    va = proxy_from_probabilities(p)
     loss = float(-(faces.target * np.log(np.clip(p, 1e-12, None))).sum(axis=1).mean())
     return {
         "accuracy": float(faces.top[np.arange(len(pred)), pred].mean()),
@@ -297,11 +341,15 @@ def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool
     train_set = load_ferplus_split(root / "ferplus_train.npz", limit=cfg["data"]["train_limit"])
     valid_set = load_ferplus_split(root / "ferplus_valid.npz", limit=cfg["data"]["valid_limit"])
     size = _image_size(cfg)
-    model = _build(cfg).to(device)
+    model = _build(cfg)
+    if cfg.get("init_from"):
+        _load_initial_weights(model, cfg["init_from"])
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.branch.parameters())
-    optim_cfg, aug = cfg["optim"], cfg["augment"]
+    optim_cfg = cfg["optim"]
+    face_augment = FaceAugment.from_config(cfg["augment"], where="augment").to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases, batch-norm scales
     groups = [{"params": decay, "weight_decay": float(optim_cfg["weight_decay"])},
@@ -343,8 +391,10 @@ def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool
             for g in optimizer.param_groups:
                 g["lr"] = lr * _lr_factor(frac, float(optim_cfg["warmup_fraction"]))
             idx = order[i * batch:(i + 1) * batch]
-            x = augment_faces(images[idx], size, rotate=float(aug["rotate"]), scale=float(aug["scale"]),
-                              translate=float(aug["translate"]), flip=bool(aug["flip"]), generator=gen)
+            # grey 48x48 -> the input size, then crop-box, colour, blur and JPEG augmentation (kornia),
+            # its parameters from this run's generator, so a run is reproducible from its seed
+            aug_seed = int(torch.randint(2**62, (1,), generator=gen, device=device))
+            x = face_augment(resize_faces(images[idx], size), seed=aug_seed)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
