@@ -1,14 +1,18 @@
-"""``mmaffect predict``: arousal and valence over time for videos."""
+"""``mmaffect predict``: arousal and valence over time for videos, audio files, transcripts, and
+expressions of faces in videos or images (face models)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mmaffect.errors import ConfigError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma")
 ENV_CHECKPOINT = "MMAFFECT_CHECKPOINT"
 
 
@@ -54,68 +58,205 @@ def _companion(folder: Path | None, stem: str, suffixes: tuple[str, ...]) -> Pat
     return None
 
 
-def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[tuple[Path, dict[str, Path | None]]]:
-    """(video, {transcript, turns, audio}) per video; a folder input means every video in it.
+@dataclass(frozen=True)
+class Job:
+    """One thing to predict: a video, an audio file, a set of images or a transcript alone.
+
+    ``name``: the output stem (the media file's stem, the image folder's
+    name, or the transcript's stem); ``sides``: the ``--transcript``,
+    ``--turns`` and ``--audio`` files chosen for it.
+    """
+
+    name: str
+    video: Path | None = None
+    audio: Path | None = None
+    images: tuple[Path, ...] = ()
+    sides: dict[str, Path | None] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Path | None:
+        """The positional input this job came from (None: a transcript alone)."""
+        if self.video or self.audio:
+            return self.video or self.audio
+        return self.images[0].parent if self.images else None
+
+
+def _media_kind(path: Path) -> str:
+    """``audio``, ``image`` or ``video`` (anything else is tried as a video) by the file's suffix."""
+    from mmaffect.inference.faces import IMAGE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    return "audio" if suffix in AUDIO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else "video"
+
+
+def _folder_jobs(folder: Path) -> list[Job]:
+    """A job per video or audio file in ``folder`` (an audio file named like a video of the folder
+    is left to ``--audio``), and one job for all its images."""
+    from mmaffect.inference.faces import IMAGE_SUFFIXES, list_images
+
+    jobs = []
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    video_stems = {p.stem for p in files if p.suffix.lower() in VIDEO_SUFFIXES}
+    for p in files:
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            jobs.append(Job(name=p.stem, video=p))
+        elif p.suffix.lower() in AUDIO_SUFFIXES and p.stem not in video_stems:
+            jobs.append(Job(name=p.stem, audio=p))
+    images = list_images(folder)
+    if images:
+        jobs.append(Job(name=folder.name, images=tuple(images)))
+    if not jobs:
+        raise ConfigError(f"{folder}: the folder holds no video ({', '.join(VIDEO_SUFFIXES)}), audio "
+                          f"({', '.join(AUDIO_SUFFIXES)}) or image ({', '.join(IMAGE_SUFFIXES)}) file")
+    return jobs
+
+
+def _transcript_jobs(transcript: Path | None) -> list[Job]:
+    """Without media: one job per transcript (a file, or every .csv/.txt of a folder)."""
+    if transcript is None:
+        raise ConfigError("give a video, an audio file, images or a folder of them, or --transcript FILE "
+                          "(a text model)")
+    if not transcript.exists():
+        raise ConfigError(f"{transcript}: no such file or folder")
+    files = (sorted(p for p in transcript.iterdir() if p.is_file() and p.suffix.lower() in COMPANIONS["transcript"])
+             if transcript.is_dir() else [transcript])
+    if not files:
+        raise ConfigError(f"{transcript}: the folder holds no transcript ({', '.join(COMPANIONS['transcript'])})")
+    return [Job(name=p.stem, sides={"transcript": p}) for p in files]
+
+
+def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[Job]:
+    """The jobs of ``mmaffect predict``: one per video or audio file, one per set of images, or
+    (no positional input) one per transcript.
 
     ``sides`` holds the ``--transcript``, ``--turns`` and ``--audio`` paths.
-    With a folder of videos (or several videos) each of them must be a folder,
-    and each video takes ``<stem>.csv`` (transcript, turns) or
-    ``<stem>.wav|.flac|.ogg`` (audio) from it when present.
+    A folder input means every video and audio file in it (one job each) and
+    its images (one job). With several jobs each side path must be a folder,
+    and each job takes ``<stem>.csv`` (transcript, turns) or
+    ``<stem>.wav|.flac|.ogg`` (audio) from it when present. Loose image files
+    make one job named ``images``.
     """
-    videos: list[Path] = []
+    jobs: list[Job] = []
+    loose: list[Path] = []
     for item in inputs:
         if not item.exists():
             raise ConfigError(f"{item}: no such file or folder")
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-            if not found:
-                raise ConfigError(f"{item}: the folder holds no video ({', '.join(VIDEO_SUFFIXES)})")
-            videos += found
+            jobs += _folder_jobs(item)
+        elif _media_kind(item) == "image":
+            loose.append(item)
+        elif _media_kind(item) == "audio":
+            jobs.append(Job(name=item.stem, audio=item))
         else:
-            videos.append(item)
-    several = len(videos) > 1
+            jobs.append(Job(name=item.stem, video=item))
+    if loose:
+        jobs.append(Job(name="images", images=tuple(loose)))
+    if not inputs:
+        if sides.get("audio") is not None:
+            raise ConfigError("--audio replaces a video's sound track: give the audio file itself as the input")
+        jobs = _transcript_jobs(sides.get("transcript"))
+        turns = sides.get("turns")
+        if len(jobs) > 1 and turns is not None and not turns.is_dir():
+            raise ConfigError(f"{turns}: with several transcripts, --turns must be a folder of "
+                              f"<transcript stem>{'|'.join(COMPANIONS['turns'])} files")
+        return [Job(name=j.name, sides={**j.sides, "turns": _companion(turns, j.name, COMPANIONS["turns"])
+                                        if turns is not None and turns.is_dir() else turns}) for j in jobs]
+    several = len(jobs) > 1
     for name, path in sides.items():
         if path is not None and several and not path.is_dir():
-            raise ConfigError(f"{path}: with several videos, --{name} must be a folder of "
-                              f"<video stem>{'|'.join(COMPANIONS[name])} files")
-    jobs = []
-    for video in videos:
-        chosen = {name: (_companion(path, video.stem, COMPANIONS[name])
+            raise ConfigError(f"{path}: with several inputs, --{name} must be a folder of "
+                              f"<input stem>{'|'.join(COMPANIONS[name])} files")
+    audio_jobs = [j for j in jobs if j.audio is not None]
+    if audio_jobs and sides.get("audio") is not None:
+        raise ConfigError(f"{audio_jobs[0].audio}: is an audio file already; --audio only replaces a video's "
+                          "sound track")
+    planned = []
+    for job in jobs:
+        chosen = {name: (_companion(path, job.name, COMPANIONS[name])
                          if path is not None and path.is_dir() else path)
                   for name, path in sides.items()}
-        jobs.append((video, chosen))
-    stems = [v.stem for v, _ in jobs]
+        planned.append(Job(name=job.name, video=job.video, audio=job.audio, images=job.images, sides=chosen))
+    stems = [j.name for j in planned]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
-        raise ConfigError(f"several videos share the name(s) {dup}; their outputs would collide")
-    return jobs
+        raise ConfigError(f"several inputs share the name(s) {dup}; their outputs would collide")
+    return planned
+
+
+def load_predictor(checkpoint: str | None, *, device: str | None = None) -> Any:
+    """A :class:`~mmaffect.inference.faces.FacePredictor` for face models (``pretrain-faces``
+    classifiers, shipped ``branch`` face models, visual-only runs), else a
+    :class:`~mmaffect.inference.predictor.Predictor`."""
+    from mmaffect.inference.faces import FacePredictor, checkpoint_file, is_face_checkpoint
+    from mmaffect.inference.predictor import Predictor
+    from mmaffect.training.checkpoint import load_checkpoint
+
+    path = checkpoint_file(checkpoint) if checkpoint else default_checkpoint()
+    if is_face_checkpoint(load_checkpoint(path)):
+        return FacePredictor.from_checkpoint(path, device=device)
+    return Predictor.from_checkpoint(path, device=device)
+
+
+def _what(job: Job) -> str:
+    if job.images:
+        return "images"
+    return "a video" if job.video else "an audio file" if job.audio else "a transcript"
+
+
+def _run_face_job(predictor: Any, job: Job, args: argparse.Namespace) -> Any:
+    if job.images:
+        return predictor.predict_images(job.images, detect=not args.whole_image, source=job.source)
+    if job.video is None:
+        raise ConfigError(f"{predictor.model_name!r} ({predictor.source}) is a face model: give a video or images "
+                          f"(it was given only {_what(job)}{': ' + str(job.source) if job.source else ''})")
+    return predictor.predict_video(job.video, chunk_seconds=args.chunk_seconds, progress=not args.quiet)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from mmaffect.inference.faces import FacePredictor
     from mmaffect.inference.overlay import write_overlay
-    from mmaffect.inference.predictor import Predictor
-    from mmaffect.inference.pretrained import resolve
 
-    checkpoint = resolve(args.checkpoint, kind="predict") if args.checkpoint else default_checkpoint()
     sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
     jobs = plan_inputs([Path(p) for p in args.inputs], sides)
-    predictor = Predictor.from_checkpoint(checkpoint, device=args.device)
+    predictor = load_predictor(args.checkpoint, device=args.device)
+    face_model = isinstance(predictor, FacePredictor)
+    if not face_model:
+        images = [j for j in jobs if j.images]
+        if images:
+            raise ConfigError(f"{images[0].source}: images are for face models (a pretrain-faces model.pt, "
+                              f"pretrained:ferplus-hrnet3, a visual-only run); {predictor.model_name!r} reads "
+                              f"{'+'.join(predictor.modalities)}")
     out = Path(args.out)
-    for video, side in jobs:
-        pred = predictor.predict_full(video, audio=side["audio"], transcript=side["transcript"],
-                                      turns=side["turns"], chunk_seconds=args.chunk_seconds,
-                                      vad_db=args.vad_db, progress=not args.quiet)
-        folder = out / video.stem if len(jobs) > 1 or args.per_video_folder else out
-        written = pred.save(folder, figures=not args.no_figures, times=args.times)
+    for job in jobs:
+        folder = out / job.name if len(jobs) > 1 or args.per_video_folder else out
+        if face_model:
+            pred = _run_face_job(predictor, job, args)
+            written = pred.save(folder, figures=not args.no_figures)
+            r = pred.report
+            unit = "images" if job.images else "frames"
+            print(f"{job.source}: {r[f'n_{unit}']} {unit}, {r[f'{unit}_with_face']} with a face "
+                  f"({r[f'{unit}_without_face']} masked) in {r['seconds']:.1f} s; {predictor.model_name} "
+                  f"({'expression categories + proxy valence/arousal' if predictor.classes else 'arousal/valence'})")
+        else:
+            side = job.sides
+            pred = predictor.predict_full(job.video, audio=job.audio or side.get("audio"),
+                                          transcript=side.get("transcript"), turns=side.get("turns"),
+                                          chunk_seconds=args.chunk_seconds, vad_db=args.vad_db,
+                                          progress=not args.quiet)
+            written = pred.save(folder, figures=not args.no_figures, times=args.times)
+            r = pred.report
+            faces = r.get("faces")
+            face_note = (f"{r['frames_with_face']}/{r['n_frames']} frames with a face" if faces is not None
+                         else "no visual branch")
+            print(f"{job.source or side.get('transcript')}: {r['n_frames']} frames ({r['duration']:.1f} s) in "
+                  f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
+                  f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio")
         if args.overlay:
-            written["overlay"] = write_overlay(video, pred.frame, folder / f"{video.stem}_traces.mp4")
-        r = pred.report
-        faces = r.get("faces")
-        face_note = (f"{r['frames_with_face']}/{r['n_frames']} frames with a face" if faces is not None
-                     else "no visual branch")
-        print(f"{video}: {r['n_frames']} frames ({r['duration']:.1f} s) in {r['seconds']:.1f} s "
-              f"({r['realtime_factor']:.1f}x real time); {face_note}; "
-              f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio")
+            if job.video is not None and not face_model:
+                written["overlay"] = write_overlay(job.video, pred.frame, folder / f"{job.name}_traces.mp4")
+            else:
+                print("  overlay skipped: " + ("no video" if job.video is None else
+                                               "not drawn for face models (see traces.png)"))
         if "warning" in r:
             print(f"  warning: {r['warning']}")
         for what, path in written.items():
@@ -123,8 +264,11 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("predict", help="arousal and valence over time for videos (CSV, plots, attention views)")
-    s.add_argument("inputs", nargs="+", help="video file(s), or folder(s) of videos")
+    s = sub.add_parser("predict", help="arousal and valence over time for videos, audio files or transcripts; "
+                                       "expressions of faces in videos or images (CSV, plots, attention views)")
+    s.add_argument("inputs", nargs="*", help="video, audio (wav, flac, ogg, mp3, m4a ...) or image (jpg, png ...; "
+                                             "face models) file(s), or folder(s) of them; none with --transcript "
+                                             "for a text model")
     s.add_argument("--checkpoint", help="trained checkpoint, run folder or pretrained:NAME (default: "
                    f"${ENV_CHECKPOINT}, else the shipped default model; see `mmaffect pretrained`)")
     s.add_argument("--transcript", help="transcript (start,end,text CSV or SEWA format); a folder of "
@@ -145,6 +289,8 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: the frames where the text selector is most peaked)")
     s.add_argument("--per-video-folder", action="store_true",
                    help="write into OUT/<video stem>/ even for one video (always so for several)")
+    s.add_argument("--whole-image", action="store_true",
+                   help="face models on images: each image is a face crop already (no face detection)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_predict)

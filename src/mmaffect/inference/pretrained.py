@@ -12,7 +12,10 @@ train``'s ``best.pt``, without optimizer state (:func:`pack_checkpoint`).
 * ``--checkpoint pretrained:NAME`` (or ``mmaffect.load("pretrained:NAME")``)
   picks another one;
 * ``init_from.visual=pretrained:NAME`` in ``mmaffect train`` takes a shipped
-  ``branch`` model (a face network pretrained on FER+);
+  ``branch`` model (a face network pretrained on FER+); ``mmaffect predict
+  VIDEO|IMAGES --checkpoint pretrained:NAME`` runs it on faces (expression
+  probabilities and proxy valence/arousal, :mod:`mmaffect.inference.faces`),
+  and ``mmaffect evaluate pretrained:NAME --images FOLDER`` scores it;
 * ``mmaffect pretrained`` lists them, ``mmaffect pretrained NAME`` prints the
   model card section and the file.
 
@@ -39,7 +42,8 @@ __all__ = ["PREFIX", "PretrainedModel", "available", "default_model", "resolve",
 
 KINDS = ("predict", "branch")
 """``predict``: a whole model for ``mmaffect predict`` / :func:`mmaffect.load`; ``branch``: the
-weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``."""
+weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``,
+which ``mmaffect predict`` also runs on faces (videos or images) through its classifier."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def _cmd_pretrained(args: Any) -> None:
         return
     for m in models.values():
         mark = " (default of `mmaffect predict`)" if m.default and m.kind == "predict" else ""
-        use = "predict" if m.kind == "predict" else f"init_from.{m.modalities[0]}"
+        use = "predict" if m.kind == "predict" else f"init_from.{m.modalities[0]}; predict on faces"
         print(f"{m.name}{mark} [{use}]: {m.model_name}, {'+'.join(m.modalities)} — {m.summary}")
     print("Research use only (trained on EmoDB / EmoBank / FER+). `mmaffect pretrained NAME` prints its model card.")
 

@@ -9,6 +9,8 @@ Usage::
 
     mmaffect train CONFIG [key=value ...] [--out RUN] [--resume] [--quiet]
     mmaffect evaluate RUN [--partition devel test] [--checkpoint best|last] [--delay-compensation S]
+    mmaffect evaluate CHECKPOINT.pt|pretrained:NAME --cache CACHE [--partition devel test] [--out DIR]
+    mmaffect evaluate FACE_MODEL --images FOLDER|votes.csv [--whole-image] [--out DIR]
     mmaffect evaluate --runs RUN1 RUN2 ... [--partition devel]       # seed repeats: mean ± std
     mmaffect evaluate --compare RUN_A RUN_B [--unit recording|block]  # Wilcoxon signed-rank test
     mmaffect tune CONFIG [key=value ...] [--trials N] [--storage URL] [--study NAME] [--out DIR]
@@ -65,9 +67,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     modes = sum(x is not None and x != [] for x in (args.run, args.runs, args.compare))
     if modes != 1:
         raise ConfigError("give exactly one of RUN, --runs RUN1 RUN2 ..., --compare RUN_A RUN_B")
+    if args.images is not None and not args.run:
+        raise ConfigError("--images scores one face model: give its checkpoint (e.g. pretrained:ferplus-hrnet3)")
     kw = dict(partitions=args.partition, checkpoint=args.checkpoint, delay_compensation=args.delay_compensation,
               cache=args.cache, device=args.device)
-    if args.run:
+    if args.run and args.images is not None:
+        _evaluate_face_images(args)
+    elif args.run and not Path(args.run).is_dir():  # a checkpoint file or pretrained:NAME
+        from mmaffect.training.evaluate import evaluate_checkpoint
+
+        report = evaluate_checkpoint(args.run, partitions=args.partition, cache=args.cache,
+                                     delay_compensation=args.delay_compensation,
+                                     device="auto" if args.device is None else args.device, out=args.out)
+        if report.scores:
+            print(report.markdown())
+        unlabelled = [p for p in args.partition if p not in report.scores]
+        if unlabelled:
+            print(f"\nno labels in {unlabelled}: not scored" + ("; predictions written" if args.out else ""))
+        if args.out:
+            print(f"\nwritten to {args.out}")
+    elif args.run:
         report = evaluate_run(args.run, **kw)
         if report.scores:
             print(report.markdown())
@@ -81,32 +100,74 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     else:
         from mmaffect.training.stats import compare_predictions
 
+        if Path(args.compare[0]).resolve() == Path(args.compare[1]).resolve():
+            raise ConfigError(f"--compare: {args.compare[0]} and {args.compare[1]} are the same run; "
+                              "compare two different runs")
         a, b = (evaluate_run(r, **kw) for r in args.compare)
         rows = []
+        notes = set()
         for part in args.partition:
             if part not in a.scores or part not in b.scores:
                 continue
-            for dim, res in compare_predictions(a.predictions[part], b.predictions[part], unit=args.unit,
-                                                block=args.block).items():
+            try:
+                compared = compare_predictions(a.predictions[part], b.predictions[part], unit=args.unit,
+                                               block=args.block)
+            except ValueError as exc:
+                raise ConfigError(f"--compare {part}: {exc}") from None
+            for dim, res in compared.items():
+                if res.min_p_value >= args.alpha:
+                    notes.add(f"{part}: with {res.n} {res.unit} pairs the two-sided p cannot fall below "
+                              f"{res.min_p_value:.3g}, so no difference can be significant at alpha {args.alpha}")
                 rows.append([part, dim, res.unit, res.n, res.mean_a, res.mean_b, res.statistic,
                              f"{res.p_value:.4g}", res.better if res.significant(args.alpha) else "—"])
         print(f"Wilcoxon signed-rank test, A = {args.compare[0]}, B = {args.compare[1]} "
               f"(two-sided, alpha {args.alpha})\n")
         print(markdown_table(["partition", "dimension", "unit", "pairs", "mean A", "mean B", "W", "p",
                               "significantly better"], rows))
+        for note in sorted(notes):
+            print(f"\nnote: {note}")
+
+
+def _evaluate_face_images(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate FACE_MODEL --images FOLDER|votes.csv``."""
+    import json
+
+    from mmaffect.inference.faces import evaluate_face_images, load_face_model
+    from mmaffect.utils.io import atomic_write_text
+
+    device = None if args.device in (None, "auto") else args.device
+    result = evaluate_face_images(load_face_model(args.run, device=device), args.images,
+                                  detect=not args.whole_image)
+    print(result.markdown())
+    if args.out:
+        out = Path(args.out)
+        result.prediction.save(out, figures=False)
+        atomic_write_text(out / "scores.json", json.dumps(
+            {"source": str(result.source), "model": result.model, "n_images": result.n_images,
+             "n_scored": result.n_scored, "dropped": result.dropped, **result.scores,
+             "recall": {c: {"images": n, "recall": r} for c, (n, r) in result.recall.items()}}, indent=2) + "\n")
+        print(f"\nwritten to {out}")
 
 
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``evaluate`` on a subparsers object."""
     s = sub.add_parser("evaluate", help="CCC of trained runs per partition; seed repeats; Wilcoxon comparison")
-    s.add_argument("run", nargs="?", help="run folder written by `mmaffect train`")
+    s.add_argument("run", nargs="?", help="run folder written by `mmaffect train`, a checkpoint file (.pt) or "
+                                          "pretrained:NAME (with --cache; a face model with --images)")
     s.add_argument("--runs", nargs="+", help="seed repeats of one setting: report mean ± std")
     s.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="Wilcoxon test of two runs")
     s.add_argument("--partition", nargs="+", default=["devel"], help="partitions to score (default: devel)")
     s.add_argument("--checkpoint", choices=["best", "last"], default="best")
     s.add_argument("--delay-compensation", type=float, default=None, metavar="S",
                    help="annotation delay in seconds (default: the run's data.annotation_delay)")
-    s.add_argument("--cache", help="cache folder (default: the run's data.cache)")
+    s.add_argument("--cache", help="cache folder made by `mmaffect prepare` (default: the run's data.cache)")
+    s.add_argument("--images", metavar="FOLDER|CSV",
+                   help="face models: labelled images, one sub-folder per FER+ category or a CSV of votes "
+                        "(file + category columns): accuracy, per-category recall, proxy valence/arousal CCC")
+    s.add_argument("--whole-image", action="store_true",
+                   help="with --images: each image is a face crop already (no face detection)")
+    s.add_argument("--out", help="with a checkpoint file, pretrained:NAME or --images: write the scores and "
+                                 "predictions here (default: print only)")
     s.add_argument("--device", default="auto")
     s.add_argument("--unit", choices=["recording", "block"], default="recording",
                    help="--compare pairs per-recording CCCs (default) or per-block squared errors")

@@ -54,6 +54,7 @@ __all__ = [
     "build_model_from_checkpoint",
     "EvalReport",
     "evaluate_run",
+    "evaluate_checkpoint",
     "summarize_runs",
     "markdown_table",
 ]
@@ -228,8 +229,8 @@ class EvalReport:
 
     def markdown(self) -> str:
         rows = [[p, s["arousal"], s["valence"], s["mean"]] for p, s in self.scores.items()]
-        head = (f"{self.run} ({self.checkpoint}.pt, annotation delay {self.delay_seconds:g} s; "
-                "CCC on the concatenated recordings)\n\n")
+        what = f"{self.run} ({self.checkpoint}.pt, " if self.run.is_dir() else f"{self.run} ("
+        head = f"{what}annotation delay {self.delay_seconds:g} s; CCC on the concatenated recordings)\n\n"
         return head + markdown_table(["partition", "arousal", "valence", "mean"], rows)
 
 
@@ -243,54 +244,127 @@ def evaluate_run(
     device: str = "auto",
     write: bool = True,
 ) -> EvalReport:
-    """Score a run's checkpoint on cached partitions and write the tables and predictions.
+    """Score a run's checkpoint on cached partitions and write the tables and predictions (``RUN/eval/``).
 
     A partition without labels (e.g. SEWA test) gets predictions but no scores.
     """
+    run = Path(run)
+    report = evaluate_checkpoint(run / f"{checkpoint}.pt", partitions=partitions, cache=cache,
+                                 delay_compensation=delay_compensation, device=device,
+                                 out=run / "eval" if write else None, tag=checkpoint)
+    report.run = run
+    return report
+
+
+# Preprocessing keys that must agree between a model and the cache it is scored on, per modality.
+_MUST_MATCH = {"audio": (("audio", "sample_rate"), ("audio", "frame_samples")),
+               "text": (("text", "embedder"),),
+               "visual": (("faces", "size"),)}
+
+
+def check_cache_fits(path: Path, model_name: str, modalities: Sequence[str], model_prep: dict[str, Any] | None,
+                     cache_prep: dict[str, Any], cache_root: Path) -> None:
+    """Refuse, in one line, a cache whose arrays the model cannot read (another sample rate,
+    frame size, embedder or face size than the model was trained with)."""
+    if not model_prep:
+        return
+    for modality in modalities:
+        for section, key in _MUST_MATCH.get(modality, ()):
+            want, got = model_prep.get(section, {}).get(key), cache_prep.get(section, {}).get(key)
+            if want is not None and got is not None and want != got:
+                raise ConfigError(f"{cache_root}: prepared with {section}.{key}={got!r}, but {model_name!r} "
+                                  f"({path}) was trained with {section}.{key}={want!r}: prepare the corpus "
+                                  f"again with {section}.{key}={want}")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    partitions: Sequence[str] = ("devel",),
+    cache: str | Path | None = None,
+    delay_compensation: float | None = None,
+    device: str = "auto",
+    out: str | Path | None = None,
+    tag: str | None = None,
+) -> EvalReport:
+    """Score any ``mmaffect train`` checkpoint (a file, or ``pretrained:NAME``) on a prepared,
+    labelled cache (``cache``; default: the one it was trained on).
+
+    ``out``: the folder for the tables and predictions (None: nothing written).
+    The model's modalities are read from the cache; a cache prepared with
+    another sample rate, embedder or face size is refused in one line.
+    """
+    from mmaffect.inference.pretrained import resolve
+    from mmaffect.models.registry import get_spec
     from mmaffect.training.distributed import resolve_device
 
-    run = Path(run)
-    ckpt = load_checkpoint(run / f"{checkpoint}.pt")
+    path = resolve(checkpoint)
+    if path.is_dir():
+        path = path / "best.pt"
+    ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
-    model = build_model_from_checkpoint(ckpt)
+    if cfg.get("pretrain") == "faces":
+        raise ConfigError(f"{path}: a face classifier (pretrain-faces) has no arousal/valence head for a cache: "
+                          "score it on labelled images with --images FOLDER|votes.csv")
+    try:
+        model = build_model_from_checkpoint(ckpt)
+    except (KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot rebuild its model {cfg.get('model_name')!r}: "
+                          f"{str(exc).splitlines()[0]}") from None
     dev = resolve_device(device)
     model.to(dev)
-    cache_obj = Cache(cache if cache is not None else cfg["data"]["cache"])
+    data_cfg = cfg.get("data") or {}
+    if cache is None:
+        cache = data_cfg.get("cache")
+        if not cache or not Path(cache).is_dir():
+            raise ConfigError(f"{path}: give --cache FOLDER (a labelled cache made by `mmaffect prepare`); "
+                              f"the cache it was trained on ({cache}) is not here")
+    cache_obj = Cache(cache)
     prep = cache_obj.config()
-    if ckpt.get("prepare_config") is not None and prep != ckpt["prepare_config"]:
-        print(f"warning: {cache_obj.root} was prepared with another configuration than the run's cache",
-              file=sys.stderr)
-    label_rate = float(prep.get("label_rate", 10.0))
-    delay_s = float(cfg["data"].get("annotation_delay", 0.0)) if delay_compensation is None else delay_compensation
-    delay_frames = int(round(delay_s * label_rate))
-    modalities = cfg["data"]["modalities"]
-    report = EvalReport(run=run, checkpoint=checkpoint, delay_seconds=delay_s)
+    modalities = list(data_cfg.get("modalities") or get_spec(str(cfg["model_name"])).modalities)
+    check_cache_fits(path, str(cfg["model_name"]), modalities, ckpt.get("prepare_config"), prep, cache_obj.root)
+    streams = {"audio": "audio", "visual": "faces", "text": "text"}
+    by_partition = {}
     for part in partitions:
         sessions = cache_obj.sessions(partitions=[part])
         if not sessions:
             raise ConfigError(f"{cache_obj.root}: no prepared session in partition {part!r}")
+        if not any(s.has(streams[m]) for s in sessions for m in modalities):
+            raise ConfigError(f"{cache_obj.root}: partition {part!r} holds none of the inputs {cfg['model_name']!r} "
+                              f"reads ({', '.join(modalities)})")
+        by_partition[part] = sessions
+    if ckpt.get("prepare_config") is not None and prep != ckpt["prepare_config"]:
+        print(f"warning: {cache_obj.root} was prepared with another configuration than the model's training cache",
+              file=sys.stderr)
+    label_rate = float(prep.get("label_rate", 10.0))
+    delay_s = float(data_cfg.get("annotation_delay", 0.0)) if delay_compensation is None else delay_compensation
+    delay_frames = int(round(delay_s * label_rate))
+    report = EvalReport(run=path, checkpoint=tag or path.stem, delay_seconds=delay_s)
+    for part, sessions in by_partition.items():
         ds = SessionWindows(sessions, modalities=modalities, window=None, require_labels=False,
                             embed_dim=_embed_dim(cfg), **dataset_options(prep))
-        preds = predict_recordings(model, ds, device=dev, batch_size=int(cfg["optim"].get("eval_batch_size", 1)),
-                                   delay_frames=delay_frames, label_rate=label_rate)
+        preds = predict_recordings(model, ds, device=dev, batch_size=int((cfg.get("optim") or {}).get(
+            "eval_batch_size", 1)), delay_frames=delay_frames, label_rate=label_rate)
         report.predictions[part] = preds
         if any(p.gold is not None for p in preds):
             report.scores[part] = partition_scores(preds)
             report.per_recording[part] = recording_scores(preds)
-    if write:
-        _write_report(report)
+    if out is not None:
+        _write_report(report, Path(out))
     return report
 
 
 def _embed_dim(cfg: dict[str, Any]) -> int | None:
-    if "text" not in cfg["data"]["modalities"]:
+    from mmaffect.models.registry import get_spec
+
+    modalities = (cfg.get("data") or {}).get("modalities") or get_spec(str(cfg["model_name"])).modalities
+    if "text" not in modalities:
         return None
     dim = cfg.get("model_options", {}).get("embed_dim")
     return int(dim) if dim is not None else None
 
 
-def _write_report(report: EvalReport) -> None:
-    out = report.run / "eval"
+def _write_report(report: EvalReport, out: Path) -> None:
     tag = report.checkpoint
     rows = [[p, d, s[d]] for p, s in report.scores.items() for d in (*DIMENSIONS, "mean")]
     atomic_write_text(out / f"scores-{tag}.csv", _csv_text(["partition", "dimension", "ccc"], rows))
