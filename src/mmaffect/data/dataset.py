@@ -11,7 +11,7 @@ DataLoader worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class SessionWindows(Dataset):
         max_words: int = 30,
         audio_frame: int = 2205,
         require_labels: bool = True,
+        audio_augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
         if require_labels:
             missing = [s.name for s in sessions if not s.has("labels")]
@@ -65,6 +66,9 @@ class SessionWindows(Dataset):
         self.face_size = face_size
         self.max_words = max_words
         self.audio_frame = audio_frame
+        # Training only: float waveform (n,), generator → waveform of the same length
+        # (mmaffect.training.augment_audio.AudioAugment), applied to each item's audio.
+        self.audio_augment = audio_augment
         self.embed_dim = embed_dim if embed_dim is not None else self._find_embed_dim()
         self.set_epoch(0)
 
@@ -79,6 +83,7 @@ class SessionWindows(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's window starts (deterministic in ``seed`` and ``epoch``)."""
         rng = np.random.default_rng([self.seed, epoch])
+        self.epoch = epoch
         self.items: list[tuple[int, int, int]] = []
         for i, s in enumerate(self.sessions):
             if self.window is None or s.n_frames <= self.window:
@@ -93,9 +98,27 @@ class SessionWindows(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         i, start, stop = self.items[idx]
+        transform = None
+        if self.audio_augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, idx, 1])
+            transform = lambda frames: augment_frames(frames, self.audio_augment, rng)  # noqa: E731
         return load_frames(self.sessions[i], slice(start, stop), modalities=self.modalities,
                            face_size=self.face_size, embed_dim=self.embed_dim, max_words=self.max_words,
-                           audio_frame=self.audio_frame)
+                           audio_frame=self.audio_frame, audio_transform=transform)
+
+
+def augment_frames(frames: np.ndarray, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                   rng: np.random.Generator) -> np.ndarray:
+    """(n, F) int16 frames of a window → augmented int16 frames.
+
+    The frames of a window are consecutive 100 ms pieces of the recording, so
+    they are joined into one waveform, augmented as a whole, and cut again.
+    """
+    from mmaffect.preprocess.audio import from_pcm16, to_pcm16
+
+    n, f = frames.shape
+    wave = augment(from_pcm16(frames).reshape(-1), rng)
+    return to_pcm16(wave.reshape(n, f))
 
 
 def load_frames(
@@ -107,14 +130,21 @@ def load_frames(
     embed_dim: int = 0,
     max_words: int = 30,
     audio_frame: int = 2205,
+    audio_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Model inputs of one session's frames (no batch axis)."""
+    """Model inputs of one session's frames (no batch axis).
+
+    ``audio_transform`` (training augmentation) maps the (n, F) int16 audio
+    frames to new ones before they become model input.
+    """
     n = len(range(*frames.indices(session.n_frames)))
     streams: dict[str, dict[str, np.ndarray]] = {}
     if session.has("labels"):
         streams["labels"] = read_stream(session.streams["labels"], frames=frames)
     if "audio" in modalities and session.has("audio"):
         streams["audio"] = read_stream(session.streams["audio"], frames=frames)
+        if audio_transform is not None:
+            streams["audio"]["audio"] = audio_transform(streams["audio"]["audio"])
     if "visual" in modalities and session.has("faces"):
         streams["faces"] = read_stream(session.streams["faces"], keys=["faces", "face_mask"], frames=frames)
     if "text" in modalities and session.has("text"):

@@ -18,11 +18,12 @@ recording, and memory does not grow with its length.
 Missing inputs are masked, never fed as zeros: no transcript → the text
 branch sees no words (``words`` column 0 everywhere); frames without a face
 → the visual branch is masked there (``face`` column 0); a video without an
-audio track → audio masked. Without target-speaker turns the target speaks
-throughout, unless ``vad_db`` is set: then a frame is the target's when its
-level is above ``vad_db`` dBFS (a plain energy rule) and otherwise goes to
-the interlocutor half of the audio input, as the partner's speech does in
-training.
+audio track → audio masked; frames where no speech is heard (the model's
+speech detector, ``audio.vad``: Silero VAD by default) → audio masked
+(``audio`` column 0). Audio is loudness-normalised as in training
+(``audio.loudness``). Without target-speaker turns the speech heard is taken
+as the target's; ``vad_db`` replaces the speech detector by a plain energy
+rule at that level (dBFS).
 
 Example (a model trained by ``mmaffect demo`` on the synthetic corpus)::
 
@@ -84,6 +85,38 @@ def read_turns(path: str | Path) -> list[Turn]:
     from mmaffect.data.tables import read_sewa_turns, read_turns_csv
 
     return _read_table(Path(path), read_turns_csv, read_sewa_turns)
+
+
+_READS = {"text": "transcript", "audio": "audio", "visual": "video"}
+_NEEDS = {"text": "a transcript (--transcript)", "audio": "an audio file or a video with sound",
+          "visual": "a video or images"}
+
+
+def check_usable(model_name: str, modalities: Sequence[str], given: Mapping[str, bool],
+                 *, path: Path | None = None) -> None:
+    """Refuse, in one line, a model none of whose branches can read what it was given.
+
+    ``given``: which of ``video``, ``audio`` (a sound track or audio file),
+    ``transcript`` and ``silent video`` (a video without sound and no audio
+    file) are there. A model with several branches runs when at least one
+    of them has its input (the others are masked).
+
+    >>> check_usable("text-paper", ("text",), {"audio": True})
+    Traceback (most recent call last):
+    ...
+    mmaffect.errors.ConfigError: 'text-paper' is a text-only model: give a transcript (--transcript) (it was given only audio)
+    """
+    if any(given.get(_READS[m]) for m in modalities):
+        return
+    what = " and ".join(k for k in ("video", "audio", "transcript") if given.get(k)) or "nothing"
+    if tuple(modalities) == ("audio",) and given.get("silent video"):
+        raise DataError(f"the video has no audio track and {model_name!r} is an audio-only model", path=path)
+    kind = {"text": "text-only", "audio": "audio-only", "visual": "face-only"}
+    if len(modalities) == 1:
+        raise ConfigError(f"{model_name!r} is a {kind[modalities[0]]} model: give {_NEEDS[modalities[0]]} "
+                          f"(it was given only {what})")
+    raise ConfigError(f"{model_name!r} reads {' / '.join(_READS[m] for m in modalities)} and was given "
+                      f"only {what}: give {' or '.join(_NEEDS[m] for m in modalities)}")
 
 
 def _check_times_within(turns: Sequence[Turn], duration: float, path: Path | None, what: str,
@@ -162,7 +195,7 @@ class Prediction:
         from mmaffect.viz.report import write_session_figures
 
         modalities = tuple(self.report.get("modalities") or ())
-        source = self.report.get("video") or self.report.get("audio") or "recording"
+        source = self.report.get("video") or self.report.get("audio") or self.report.get("transcript") or "recording"
         result = SessionAttention(
             name=Path(str(source)).name, partition=None, model_name=str(self.report.get("model")),
             modalities=modalities, times=self.times, pred=self.values, gold=None,
@@ -183,6 +216,21 @@ class Prediction:
         return written
 
 
+# Preprocessing keys added after models were shipped, with the value that reproduces what
+# those models were trained with. Speech activity (audio.vad) is not among them: a
+# silent frame is masked for every model, old or new.
+_LEGACY_AUDIO = {"loudness": None}
+
+
+def _legacy_prepare_config(prepare_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's preprocessing, with keys it predates set to what it was trained with."""
+    cfg = json.loads(json.dumps(dict(prepare_config)))  # deep copy of plain data
+    audio = cfg.setdefault("audio", {})
+    for key, value in _LEGACY_AUDIO.items():
+        audio.setdefault(key, value)
+    return cfg
+
+
 class Predictor:
     """A trained model with the preprocessing it was trained with.
 
@@ -200,7 +248,7 @@ class Predictor:
             "cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.config = dict(config)
-        self.prepare_config = resolve_prepare_config(dict(prepare_config))
+        self.prepare_config = resolve_prepare_config(_legacy_prepare_config(prepare_config))
         self.source = source
         self.model_name = str(self.config["model_name"])
         self.modalities = tuple(get_spec(self.model_name).modalities)
@@ -249,19 +297,33 @@ class Predictor:
             self._embedder = get_embedder(self.prepare_config["text"]["embedder"])
         return self._embedder
 
-    def _inputs(self, video: Path | None, audio: Path | None) -> tuple[Path | None, Path | None, float]:
-        """(audio source or None, video or None, duration in seconds)."""
+    def _inputs(self, video: Path | None, audio: Path | None, words: Sequence[Turn] | None = None,
+                text_path: Path | None = None) -> tuple[Path | None, Path | None, float]:
+        """(audio source or None, video or None, duration in seconds).
+
+        Without a video or an audio file, a transcript alone sets the duration
+        (the end of its last turn), for models with a text branch. A model
+        given none of the inputs its branches read is refused in one line
+        (:func:`check_usable`).
+        """
         from mmaffect.preprocess.video import probe_video
 
-        if video is None and audio is None:
-            raise ConfigError("give a video and/or an audio file to predict from")
+        if video is None and audio is None and words is None:
+            raise ConfigError("give a video, an audio file and/or a transcript to predict from")
         info = probe_video(video) if video is not None else None  # clear errors for bad videos
         source = audio if audio is not None else (video if info is not None and info.has_audio else None)
-        if source is None and "visual" not in self.modalities and "text" not in self.modalities:
-            raise DataError(f"the video has no audio track and {self.model_name!r} is an audio-only model",
-                            path=video)
-        duration = info.duration if info is not None else 0.0
-        return source, video, duration
+        given = {"video": video is not None, "audio": source is not None, "transcript": words is not None,
+                 "silent video": info is not None and not info.has_audio and audio is None}
+        check_usable(self.model_name, self.modalities, given, path=video or audio or text_path)
+        if info is not None:
+            return source, video, info.duration
+        if source is None:  # a transcript alone: it sets the duration
+            end = max((float(t.end) for t in words or ()), default=0.0)
+            if end <= 0:
+                raise DataError("the transcript has no turn with an end time: cannot tell the duration",
+                                path=text_path)
+            return None, None, end
+        return source, None, 0.0
 
     # ------------------------------------------------------------------ main
 
@@ -302,17 +364,13 @@ class Predictor:
         if chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {chunk_seconds}")
 
-        if self.modalities == ("text",) and words is None:
-            raise ConfigError(f"{self.model_name!r} is a text-only model: give a transcript")
-        if self.modalities == ("visual",) and video is None:
-            raise ConfigError(f"{self.model_name!r} is a face-only model: give a video")
         cfg = self.prepare_config
         sr = int(cfg["audio"]["sample_rate"])
         fs = int(cfg["audio"]["frame_samples"])
         need_audio = "audio" in self.modalities
         need_faces = "visual" in self.modalities
         need_text = "text" in self.modalities
-        audio_src, video_src, video_duration = self._inputs(video, audio)
+        audio_src, video_src, video_duration = self._inputs(video, audio, words, text_path)
         report: dict[str, Any] = {"checkpoint": self.source, "model": self.model_name,
                                   "video": str(video) if video else None,
                                   "audio": str(audio_src) if audio_src else None,
@@ -353,7 +411,8 @@ class Predictor:
                 # release the GIL) while the embedder loads and the model runs.
                 face_chunks = _prefetch(_face_chunks(face_iter, n_frames, chunk, int(cfg["faces"]["size"])),
                                         depth=1)
-            audio_reader = _AudioReader(wav, sr, fs) if need_audio and n_samples else None
+            audio_reader = (_AudioReader(wav, times=times, cfg=cfg["audio"], vad_db=vad_db)
+                            if need_audio and n_samples else None)
             try:
                 text_arrays = self._text_arrays(times, words) if need_text and words is not None else None
 
@@ -372,8 +431,7 @@ class Predictor:
                     t = times[start:stop]
                     streams: dict[str, dict[str, np.ndarray]] = {}
                     if audio_reader is not None:
-                        streams["audio"] = audio_reader.frames(t, target_turns, vad_db,
-                                                               rounding=cfg["audio"]["turn_rounding"])
+                        streams["audio"] = audio_reader.frames(start, stop, target_turns)
                     if face_chunks is not None:
                         streams["faces"] = next(face_chunks)
                     if text_arrays is not None:
@@ -414,6 +472,9 @@ class Predictor:
             if face_report["n_faces_found"] == 0:
                 report["warning"] = "no face found in the video: the visual modality is masked throughout"
         report["frames_with_audio"] = int(flags["audio"].sum())
+        if audio_reader is not None:
+            report["speech"] = {**audio_reader.report, "n_speech_frames": audio_reader.n_speech,
+                                "speech_fraction": round(audio_reader.n_speech / max(n_frames, 1), 4)}
         report["frames_with_face"] = int(flags["face"].sum())
         report["frames_with_words"] = int(flags["words"].sum())
         if text_arrays is not None:
@@ -483,20 +544,54 @@ def _face_chunks(it: Iterator, n_frames: int, chunk: int, size: int) -> Iterator
 
 
 class _AudioReader:
-    """10 Hz audio frames read on demand from a decoded wav (memory flat in its length)."""
+    """10 Hz audio frames read on demand from a decoded wav (memory flat in its length).
 
-    def __init__(self, wav: Path, sample_rate: int, frame_samples: int) -> None:
+    The preprocessing of ``prepare`` (:func:`mmaffect.preprocess.pipeline.build_audio`)
+    in two passes over the file: the recording's loudness-normalisation gain
+    and its speech activity are found first, then each chunk's frames are
+    read, scaled and masked where no speech is heard. ``vad_db`` (the CLI's
+    ``--vad-db``) replaces the model's speech detector by the energy rule at
+    that level.
+    """
+
+    def __init__(self, wav: Path, *, times: np.ndarray, cfg: Mapping[str, Any], vad_db: float | None) -> None:
         import soundfile as sf
 
+        from mmaffect.preprocess.loudness import normalisation_gain_db
+        from mmaffect.preprocess.vad import speech_frames
+
+        self.wav = wav
         self.file = sf.SoundFile(str(wav))
-        self.sr = sample_rate
-        self.fs = frame_samples
+        self.sr = int(cfg["sample_rate"])
+        self.fs = int(cfg["frame_samples"])
+        self.rounding = float(cfg["turn_rounding"])
         self.n = self.file.frames
+        self.times = times
+        self.method = "energy" if vad_db is not None else str(cfg["vad"])
+        self.vad_db = float(vad_db if vad_db is not None else cfg["vad_db"])
+        self.gain_db, lufs = normalisation_gain_db(self._blocks(0.0), sample_rate=self.sr, target=cfg["loudness"])
+        self.speech: np.ndarray | None = None
+        if self.method == "silero":
+            self.speech = speech_frames("silero", times=times, blocks=self._blocks(self.gain_db), sample_rate=self.sr,
+                                        threshold=float(cfg["vad_threshold"]))
+        self.n_speech = 0
+        self.report: dict[str, Any] = {"vad": self.method, "gain_db": round(self.gain_db, 2),
+                                       "loudness_lufs": round(lufs, 2) if math.isfinite(lufs) else None}
 
-    def frames(self, times: np.ndarray, turns: Sequence[Turn] | None, vad_db: float | None, *,
-               rounding: float) -> dict[str, np.ndarray]:
-        from mmaffect.preprocess.audio import target_frames, to_pcm16
+    def _blocks(self, gain_db: float, block: int = 1 << 18) -> Iterator[np.ndarray]:
+        import soundfile as sf
 
+        from mmaffect.preprocess.audio import apply_gain
+
+        for x in sf.blocks(str(self.wav), blocksize=block, dtype="float32", always_2d=False):
+            yield apply_gain(x, gain_db)
+
+    def frames(self, start: int, stop: int, turns: Sequence[Turn] | None) -> dict[str, np.ndarray]:
+        """Cached-stream audio arrays of frames ``start:stop`` (as :func:`build_audio` writes them)."""
+        from mmaffect.preprocess.audio import apply_gain, target_frames, to_pcm16
+        from mmaffect.preprocess.vad import speech_frames
+
+        times = self.times[start:stop]
         starts = np.round(times * self.sr).astype(np.int64)
         lo, hi = int(starts[0]), int(starts[-1]) + self.fs
         self.file.seek(min(lo, self.n))
@@ -504,23 +599,29 @@ class _AudioReader:
         valid = starts + self.fs <= self.n
         if len(seg) < hi - lo:  # the last frame runs past the end: zero-padded and masked
             seg = np.concatenate([seg, np.zeros(hi - lo - len(seg), np.float32)])
-        frames = seg[(starts - lo)[:, None] + np.arange(self.fs)]
-        if turns is not None:
-            target = target_frames(times, turns, rounding=rounding)
-        elif vad_db is not None:
-            rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-            target = 20 * np.log10(np.maximum(rms, 1e-10)) > vad_db
+        frames = apply_gain(seg, self.gain_db)[(starts - lo)[:, None] + np.arange(self.fs)]
+        if self.speech is not None:
+            speech = self.speech[start:stop]
         else:
-            target = np.ones(len(times), bool)
-        return {"audio": to_pcm16(frames), "audio_target": target, "audio_mask": valid}
+            speech = speech_frames(self.method, times=times, frames=frames, sample_rate=self.sr, vad_db=self.vad_db)
+        self.n_speech += int(speech.sum())
+        target = target_frames(times, turns, rounding=self.rounding) if turns is not None else speech
+        return {"audio": to_pcm16(frames), "audio_target": target, "audio_mask": valid & speech}
 
 
-def load(checkpoint: str | Path | None = None, *, device: str | torch.device | None = None) -> Predictor:
+def load(checkpoint: str | Path | None = None, *, device: str | torch.device | None = None) -> Any:
     """A :class:`Predictor` for a ``mmaffect train`` checkpoint (file, run folder or
     ``pretrained:NAME``); None = what ``mmaffect predict`` uses without ``--checkpoint``
-    (``$MMAFFECT_CHECKPOINT``, else the shipped default model)."""
+    (``$MMAFFECT_CHECKPOINT``, else the shipped default model). A face classifier
+    (``mmaffect pretrain-faces``'s ``model.pt``, a shipped ``branch`` model) gives a
+    :class:`mmaffect.inference.faces.FacePredictor` (``predict_video``, ``predict_images``)."""
     if checkpoint is None:
         from mmaffect.inference.cli import default_checkpoint
 
         checkpoint = default_checkpoint()
-    return Predictor.from_checkpoint(checkpoint, device=device)
+    from mmaffect.inference.faces import FacePredictor, checkpoint_file
+
+    path = checkpoint_file(checkpoint)
+    if (load_checkpoint(path).get("config") or {}).get("pretrain") == "faces":
+        return FacePredictor.from_checkpoint(path, device=device)
+    return Predictor.from_checkpoint(path, device=device)

@@ -223,14 +223,17 @@ class PrepareReport:
 
     def table(self) -> str:
         """A Markdown table, one row per session."""
-        rows = ["| session | partition | frames | audio masked | faces found | no face | frames with words | streams |",
-                "|---|---|---:|---:|---:|---:|---:|---|"]
+        rows = ["| session | partition | frames | speech | audio masked | faces found | no face | frames with words "
+                "| streams |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for name, e in sorted(self.sessions.items()):
             r = e["report"]
             n = e["n_frames"]
             found = r.get("faces", {}).get("n_faces_found")
+            speech = r.get("audio", {}).get("speech_fraction")
             rows.append(
-                f"| {name} | {e.get('partition') or '-'} | {n} | {r.get('audio', {}).get('n_audio_masked', '-')} | "
+                f"| {name} | {e.get('partition') or '-'} | {n} | {'-' if speech is None else f'{speech:.0%}'} | "
+                f"{r.get('audio', {}).get('n_audio_masked', '-')} | "
                 f"{'-' if found is None else found} | {r.get('faces', {}).get('n_missing', '-')} | "
                 f"{r.get('text', {}).get('n_frames_with_words', '-')} | "
                 f"{', '.join(s for s, p in e['streams'].items() if p)} |"
@@ -314,13 +317,38 @@ _WORKER_EMBEDDER: _EmbedderHolder | None = None
 
 
 def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, embedder: _EmbedderHolder | None = None) -> dict[str, Any]:
-    """Compute (or reuse) every stream of one session; returns its manifest entry."""
+    """Compute (or reuse) every stream of one session and record it in the manifest; returns its entry.
+
+    The session's lock is held throughout (a second process preparing the same session waits, then
+    reuses what this one wrote); the manifest entry is written under the manifest lock before the
+    session's lock is released, so a concurrent prune never sees the new files unreferenced.
+    """
     global _WORKER_EMBEDDER
     if embedder is None:
         if _WORKER_EMBEDDER is None or _WORKER_EMBEDDER.spec != cfg["text"]["embedder"]:
             _WORKER_EMBEDDER = _EmbedderHolder(cfg["text"]["embedder"])
         embedder = _WORKER_EMBEDDER
     cache = Cache(cache_root)
+    with cache.session_lock(session.name):
+        cache.remove_temp_files(session.name)  # left by a killed process (nobody else writes here now)
+        entry = _prepare_session_locked(session, cfg, cache, embedder)
+        record = {k: v for k, v in entry.items() if k not in ("computed", "reused")}
+
+        def update(manifest: dict[str, Any]) -> None:
+            manifest["config"] = cfg
+            manifest["sessions"][session.name] = record
+            pending = [n for n in manifest.get("pending") or [] if n != session.name]
+            if pending:
+                manifest["pending"] = pending
+            else:
+                manifest.pop("pending", None)
+
+        cache.update_manifest(update)
+    return entry
+
+
+def _prepare_session_locked(session: Session, cfg: dict[str, Any], cache: Cache,
+                            embedder: _EmbedderHolder) -> dict[str, Any]:
     times = session_times(session, cfg)
     need_text = session.transcript is not None and cfg["text"]["enabled"]
     keys = stream_keys(session, times, cfg, embedder.key() if need_text else None)
@@ -332,7 +360,7 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
         "faces": lambda: build_faces(session, times, cfg),
         "text": lambda: build_text(session, times, cfg, embedder.get()),
     }
-    from mmaffect.data.cache import read_stream_meta
+    from mmaffect.data.cache import read_stream_meta, stream_is_readable
 
     if keys["text"] is not None and not cache.stream_path(session.name, "text", keys["text"]).exists():
         embedder.preload()  # overlaps the audio and face work below
@@ -342,6 +370,9 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
             entry["report"][stream] = {"absent": True}
             continue
         path = cache.stream_path(session.name, stream, key)
+        if path.exists() and not stream_is_readable(path):
+            path.unlink()  # truncated or garbled (a full disk, a copy cut short): computed again below
+            entry.setdefault("recomputed_unreadable", []).append(stream)
         if path.exists():
             entry["report"][stream] = read_stream_meta(path)
             entry["reused"].append(stream)
@@ -379,19 +410,23 @@ def prepare(
 
     ``workers`` > 1 prepares sessions in parallel processes. The manifest is
     updated after every session, so an interrupted run resumes where it
-    stopped.
+    stopped; until a session is done it is listed as pending (``mmaffect
+    info`` shows an interrupted cache as incomplete). Other processes may
+    prepare into the same cache at once (see :mod:`mmaffect.data.cache` for
+    the locks); temporary files left by killed processes are removed first.
     """
     cfg = resolve_prepare_config(config)
-    cache = Cache(out)
-    cache.root.mkdir(parents=True, exist_ok=True)
-    manifest = cache.read_manifest()
-    manifest["config"] = cfg
-    report = PrepareReport(cache=cache.root)
-    start = time.perf_counter()
     names = [s.name for s in sessions]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"duplicate session names {dup}")
+    cache = Cache(out)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    cache.read_manifest()  # a corrupt or foreign manifest is an error before any work
+    cache.clean_stale_files()
+    cache.update_manifest(lambda m: m.update(pending=sorted(set(m.get("pending") or []) | set(names))))
+    report = PrepareReport(cache=cache.root)
+    start = time.perf_counter()
 
     from tqdm.auto import tqdm
 
@@ -400,9 +435,7 @@ def prepare(
     def done(session: Session, entry: dict[str, Any]) -> None:
         report.computed += len(entry.pop("computed"))
         report.reused += len(entry.pop("reused"))
-        manifest["sessions"][session.name] = entry
-        cache.write_manifest(manifest)
-        report.sessions[session.name] = entry
+        report.sessions[session.name] = entry  # the manifest was updated by prepare_session
         report.media_seconds += entry["n_frames"] / cfg["label_rate"]
         bar.update(1)
 
@@ -420,6 +453,6 @@ def prepare(
                 done(futures[fut], fut.result())
     bar.close()
     if prune:
-        cache.prune(manifest)
+        cache.prune()
     report.seconds = time.perf_counter() - start
     return report

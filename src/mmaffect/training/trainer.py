@@ -57,6 +57,7 @@ from mmaffect.config import apply_overrides, builtin_config, dump_config, merge
 from mmaffect.data.cache import Cache
 from mmaffect.data.dataset import SessionWindows, collate
 from mmaffect.errors import ConfigError
+from mmaffect.training.augment_faces import FaceAugment, face_augment_from_config
 from mmaffect.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -157,15 +158,14 @@ def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises :class:`ConfigError` for an unknown model, model option or modality.
     """
+    from mmaffect.config_schema import validate_model_options, validate_train_config
     from mmaffect.models import get_spec
 
-    out = plain(dict(cfg))
+    out = validate_train_config(plain(dict(cfg)))  # types, ranges, choices of every section (one-line errors)
     import_modules(out.get("imports") or [])
     spec = get_spec(str(out["model_name"]))
-    unknown = set(out.get("model_options") or {}) - set(spec.defaults)
-    if unknown:
-        raise ConfigError(f"model {spec.name!r} has no option(s) {sorted(unknown)}; options: {sorted(spec.defaults)}")
-    out["model_options"] = plain({**spec.defaults, **(out.get("model_options") or {})})
+    options = validate_model_options(spec.name, out.get("model_options") or {}, spec.defaults)
+    out["model_options"] = plain({**spec.defaults, **options})
     data = out["data"]
     if data.get("modalities") is None:
         data["modalities"] = list(spec.modalities)
@@ -267,6 +267,10 @@ def _dotted(cfg: Mapping[str, Any], key: str) -> Any:
 
 def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
     a, b = copy.deepcopy(plain(dict(new))), copy.deepcopy(plain(dict(old)))
+    for c in (a, b):  # runs from before data.cache was stored absolute
+        if isinstance(c.get("data"), dict) and c["data"].get("cache"):
+            c["data"]["cache"] = str(Path(c["data"]["cache"]).absolute())
+    b.setdefault("augment", builtin_config("train")["augment"])  # runs from before `augment` had none (= off)
     for key in RESUMABLE_KEYS:
         for c in (a, b):
             node = c
@@ -356,6 +360,14 @@ def _build_model(cfg: Mapping[str, Any]) -> torch.nn.Module:
     return create_model(cfg["model_name"], **cfg["model_options"])
 
 
+def _face_augment(cfg: Mapping[str, Any], device: torch.device) -> FaceAugment | None:
+    """The face augmentation of ``augment.faces`` (validated) when enabled and the model reads faces."""
+    augment = face_augment_from_config((cfg.get("augment") or {}).get("faces"), where="augment.faces")
+    if augment is None or "visual" not in cfg["data"]["modalities"]:
+        return None
+    return augment.to(device)
+
+
 def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, str]:
     sources = {m: p for m, p in (cfg.get("init_from") or {}).items() if p}
     if not sources:
@@ -363,6 +375,19 @@ def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, 
     from mmaffect.models.assembly import load_branch_weights
 
     return load_branch_weights(model, sources)  # type: ignore[arg-type]
+
+
+def _audio_augment(cfg: Mapping[str, Any], prepare_config: Mapping[str, Any]) -> Any:
+    """The training-time audio augmentation of ``augment.audio`` (None when off or without audio)."""
+    from mmaffect.training.augment_audio import AudioAugment, AudioAugmentConfig
+
+    aug = AudioAugmentConfig.from_mapping((cfg.get("augment") or {}).get("audio"))
+    if not aug.enabled or "audio" not in cfg["data"]["modalities"]:
+        return None
+    return AudioAugment(config=aug, sample_rate=int(prepare_config["audio"]["sample_rate"]))
+
+
+RUN_LOCK = ".lock"
 
 
 def train(
@@ -381,12 +406,48 @@ def train(
     ``epoch_callback`` is called on every rank after each epoch's checkpoints
     are written; an exception it raises (e.g. ``optuna.TrialPruned``) ends
     training and propagates.
+
+    The run folder is held by one process (an inter-process lock on
+    ``RUN/.lock``, taken by the writing rank): a second ``train`` into it
+    fails at once with a one-line :class:`ConfigError`.
     """
+    from filelock import FileLock, Timeout
+
+    out = Path(out)
+    if ctx is not None and not ctx.is_main:
+        return _train(config, out=out, resume=resume, progress=progress, ctx=ctx, epoch_callback=epoch_callback)
+    resolve_train_config(config)  # a bad configuration is reported before the folder is created
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / RUN_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"{out}: another process is training into this run folder (it holds {out / RUN_LOCK}); "
+                          "wait for it to finish or choose another --out") from None
+    try:
+        return _train(config, out=out, resume=resume, progress=progress, ctx=ctx, epoch_callback=epoch_callback)
+    finally:
+        lock.release()
+
+
+def _train(
+    config: Mapping[str, Any],
+    *,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    epoch_callback: Callable[[EpochResult], None] | None = None,
+) -> TrainResult:
+    """The body of :func:`train`; the writing rank holds the run folder's lock while it runs."""
     cfg = resolve_train_config(config)
+    # The run records where its cache is independently of the working directory (evaluate runs from anywhere).
+    cfg["data"]["cache"] = str(Path(cfg["data"]["cache"]).absolute())
     out = Path(out)
     if ctx is None:
         ctx = DistContext(device=resolve_device(str(cfg["device"])))
     device = ctx.device
+    face_augment = _face_augment(cfg, device)
     data, optim_cfg = cfg["data"], cfg["optim"]
     last_path = out / "last.pt"
     if resume:
@@ -408,7 +469,7 @@ def train(
                           f"or {data['devel_partitions']} (devel)")
     seed = int(cfg["seed"])
     train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
-                              embed_dim=embed_dim, **ds_opts)
+                              embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config), **ds_opts)
     dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
                             embed_dim=embed_dim, **ds_opts)
 
@@ -473,6 +534,9 @@ def train(
         bar = _progress(loader, show, f"epoch {epoch + 1}/{epochs}")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if face_augment is not None and "faces" in batch:  # training steps only; seeded by step, rank
+                batch["faces"] = face_augment.sequences(batch["faces"], batch["face_mask"],
+                                                        seed=(seed * 1_000_003 + step) * 64 + ctx.rank)
             output = net(batch)
             pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
                                            batch["mask"], delay)

