@@ -305,3 +305,22 @@ def test_no_face_anywhere(tmp_path: Path) -> None:
     track = extract_faces(path, np.arange(10) * 0.1, on_no_face="mask")
     assert not track.mask.any() and track.report["n_missing"] == 10
     assert (track.crops == 0).all() and np.isnan(track.boxes).all()
+
+
+def test_grey_crops_are_the_luma_of_the_colour_crops(tmp_path: Path) -> None:
+    """faces.grey: the same boxes, each crop its BT.601 luma in all three channels."""
+    import cv2
+
+    from mmaffect.preprocess.faces import grey_crop
+
+    path = tmp_path / "moving.mp4"
+    _write_video(path, _moving_face, _grid(1.0, 15))
+    times = np.arange(10) * 0.1
+    colour = extract_faces(path, times, size=48)
+    grey = extract_faces(path, times, size=48, grey=True)
+    assert np.array_equal(colour.mask, grey.mask) and np.allclose(colour.boxes, grey.boxes, equal_nan=True)
+    g = grey.crops[grey.mask]
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    luma = np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in colour.crops[colour.mask]])
+    assert np.array_equal(g[..., 0], luma)
+    assert np.array_equal(grey_crop(colour.crops[0]), grey.crops[0])

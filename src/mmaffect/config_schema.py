@@ -98,6 +98,7 @@ class FacesSection(_Section):
     margin: Real = F("a fraction of the face side from 0 to 2", ge=0, le=2)
     select: Literal["largest", "track"] = F("largest or track")
     on_no_face: Literal["error", "mask"] = F("error or mask")
+    grey: Bool = F("true or false")
 
 
 def _embedder(value: Any) -> Any:

@@ -428,7 +428,6 @@ class Predictor:
                     starts = tqdm(starts, desc="predict", unit="chunk")
                 for start in starts:
                     stop = min(n_frames, start + chunk)
-                    t = times[start:stop]
                     streams: dict[str, dict[str, np.ndarray]] = {}
                     if audio_reader is not None:
                         streams["audio"] = audio_reader.frames(start, stop, target_turns)
@@ -527,7 +526,7 @@ class Predictor:
         report = new_face_report(len(times))
         it = iter_faces(video, times, size=int(f["size"]), detect_width=int(f["detect_width"]),
                         min_face=float(f["min_face"]), margin=float(f["margin"]), select=f["select"],
-                        report=report)
+                        grey=bool(f["grey"]), report=report)
         return it, report
 
 

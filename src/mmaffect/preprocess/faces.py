@@ -397,6 +397,21 @@ def new_face_report(n_frames: int) -> dict[str, int]:
     return report
 
 
+def grey_crop(crop: np.ndarray) -> np.ndarray:
+    """An RGB uint8 crop as grey: its luma (ITU-R BT.601, OpenCV) in all three channels.
+
+    For face branches pretrained on grey stills (FER+): colour is then no
+    difference between the faces they learned from and the faces of a video
+    (``faces.grey`` in ``configs/prepare.yaml``).
+
+    >>> grey_crop(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).tolist()
+    [[[76, 76, 76], [29, 29, 29]]]
+    """
+    import cv2
+
+    return np.repeat(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
 def iter_faces(
     video_path: str | Path,
     times: Sequence[float] | np.ndarray,
@@ -414,6 +429,7 @@ def iter_faces(
     min_neighbors: int = 5,
     cascades: Sequence[str] = ("default",),
     report: dict[str, int] | None = None,
+    grey: bool = False,
 ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
     """Yield ``(i, crop, box)`` for every frame time, in time order, one frame at a time.
 
@@ -483,6 +499,8 @@ def iter_faces(
                 crop = _crop_face_i420(image, box, size=size, margin=margin)
             else:
                 crop = crop_face(image, box, size=size, margin=margin)
+            if grey:
+                crop = grey_crop(crop)
             report["n_faces_found"] += 1
             yield i, crop, np.asarray(box, np.float32)
 

@@ -191,7 +191,7 @@ def build_faces(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tup
     f = cfg["faces"]
     track = extract_faces(session.video, times, size=f["size"], detect_width=f["detect_width"],
                           min_face=f["min_face"], margin=f["margin"], select=f["select"],
-                          on_no_face=f["on_no_face"])
+                          on_no_face=f["on_no_face"], grey=bool(f["grey"]))
     arrays = {"times": times, "faces": track.crops, "face_mask": track.mask, "face_boxes": track.boxes}
     return arrays, dict(track.report)
 
