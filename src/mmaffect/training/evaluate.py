@@ -315,7 +315,9 @@ def evaluate_checkpoint(
     model.to(dev)
     data_cfg = cfg.get("data") or {}
     if cache is None:
-        cache = data_cfg.get("cache")
+        # A shipped model's training cache is a path on the machine that made it: never a default.
+        shipped = str(checkpoint).startswith("pretrained:")
+        cache = None if shipped else data_cfg.get("cache")
         if not cache or not Path(cache).is_dir():
             raise ConfigError(f"{path}: give --cache FOLDER (a labelled cache made by `mmaffect prepare`); "
                               f"the cache it was trained on ({cache}) is not here")
