@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,8 +380,11 @@ class FacePredictor:
         it = iter_faces(video, times, size=self.image_size, detect_width=int(f["detect_width"]),
                         min_face=float(f["min_face"]), margin=float(f["margin"]), select=str(f["select"]),
                         report=face_report)
+        from mmaffect.inference.predictor import _face_chunks
+
         parts = []
-        for start, crops, mask in _face_batches(it, n_frames, BATCH, self.image_size):
+        for k, chunk in enumerate(_face_chunks(it, n_frames, BATCH, self.image_size)):
+            start, crops, mask = k * BATCH, chunk["faces"], chunk["face_mask"]
             probs, va = self._outputs(crops[mask])
             parts.append(pd.DataFrame({"time": np.round(times[start:start + len(mask)], 6),
                                        **self._rows(mask, probs, va)}))
@@ -403,20 +406,6 @@ class FacePredictor:
                       annotation_delay_frames=self.run_predictor.delay_frames,
                       realtime_factor=pred.report["duration"] / max(report["seconds"], 1e-9))
         return FacePrediction(frame=frame, report=report)
-
-
-def _face_batches(it: Iterator, n_frames: int, batch: int, size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(first frame, crops (n, S, S, 3), mask (n,)) ``batch`` frames at a time from :func:`iter_faces`."""
-    import itertools
-
-    for start in range(0, n_frames, batch):
-        n = min(batch, n_frames - start)
-        crops = np.zeros((n, size, size, 3), np.uint8)
-        mask = np.zeros(n, bool)
-        for i, crop, _ in itertools.islice(it, n):
-            if crop is not None:
-                crops[i - start], mask[i - start] = crop, True
-        yield start, crops, mask
 
 
 def load_face_model(checkpoint: str | Path, *, device: str | torch.device | None = None) -> FacePredictor:
