@@ -8,6 +8,8 @@ every layer type.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import av
@@ -240,3 +242,34 @@ def test_cli_sewa_layout_folders(media: dict[str, Path], tmp_path: Path,
     assert main(["predict", str(two), "--transcript", str(media["transcript"]), "--checkpoint",
                  str(media["ckpt"])]) == 2
     assert "must be a folder" in capsys.readouterr().err
+
+
+def test_folder_predict_goes_on_past_a_bad_video(media: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """One corrupt video in a folder: the others are written, each failure named, exit 2 (#13 item 6)."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_bad.mp4").write_bytes(b"\x00not a video" * 50)
+    (folder / "b_good.mp4").write_bytes(media["mp4"].read_bytes())
+    out = tmp_path / "out"
+    args = ["predict", str(folder), "--checkpoint", str(media["ckpt"]), "--out", str(out), "--no-figures", "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a_bad.mp4" in err and "1 of 2 recordings failed" in err and "Traceback" not in err
+    assert (out / "b_good" / "predictions.csv").exists()
+    assert main([*args[:-2], "--out", str(tmp_path / "ff"), "--no-figures", "--quiet", "--fail-fast"]) == 2
+    assert "a_bad.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "ff" / "b_good").exists()  # stopped at the first failure
+
+
+def test_shipped_models_say_research_use_only(media: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Output of a shipped model carries its terms, on the console and in report.json (#13 item 15)."""
+    assert main(["predict", str(media["wav"]), "--checkpoint", "pretrained:emodb-audio", "--out",
+                 str(tmp_path / "shipped"), "--no-figures", "--quiet"]) == 0
+    assert "Research use only" in capsys.readouterr().out
+    assert "Research use only" in json.loads((tmp_path / "shipped" / "report.json").read_text())["terms"]
+    assert main(["predict", str(media["wav"]), "--checkpoint", str(media["ckpt"]), "--out", str(tmp_path / "own"),
+                 "--no-figures", "--quiet"]) == 0
+    assert "Research use only" not in capsys.readouterr().out
+    assert "terms" not in json.loads((tmp_path / "own" / "report.json").read_text())

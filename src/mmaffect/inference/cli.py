@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmaffect.errors import ConfigError
+from mmaffect.errors import ConfigError, DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma")
@@ -214,7 +215,6 @@ def _run_face_job(predictor: Any, job: Job, args: argparse.Namespace) -> Any:
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from mmaffect.inference.faces import FacePredictor
-    from mmaffect.inference.overlay import write_overlay
 
     sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
     jobs = plan_inputs([Path(p) for p in args.inputs], sides)
@@ -226,41 +226,69 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             raise ConfigError(f"{images[0].source}: images are for face models (a pretrain-faces model.pt, "
                               f"pretrained:ferplus-hrnet3, a visual-only run); {predictor.model_name!r} reads "
                               f"{'+'.join(predictor.modalities)}")
+    from mmaffect.inference.pretrained import shipped_terms
+
+    terms = shipped_terms(predictor.source)
+    if terms:
+        print(f"note: {terms}")
     out = Path(args.out)
+    failed: list[str] = []
     for job in jobs:
-        folder = out / job.name if len(jobs) > 1 or args.per_video_folder else out
-        if face_model:
-            pred = _run_face_job(predictor, job, args)
-            written = pred.save(folder, figures=not args.no_figures)
-            r = pred.report
-            unit = "images" if job.images else "frames"
-            print(f"{job.source}: {r[f'n_{unit}']} {unit}, {r[f'{unit}_with_face']} with a face "
-                  f"({r[f'{unit}_without_face']} masked) in {r['seconds']:.1f} s; {predictor.model_name} "
-                  f"({'expression categories + proxy valence/arousal' if predictor.classes else 'arousal/valence'})")
+        try:
+            _predict_job(predictor, job, args, out=out, several=len(jobs) > 1, face_model=face_model, terms=terms)
+        except (DataError, OSError) as exc:
+            # One bad recording does not stop a folder: it is reported, the others go on.
+            if args.fail_fast or len(jobs) == 1:
+                raise
+            failed.append(f"{job.source or job.name}: {exc}")
+            print(f"mmaffect predict: error: {failed[-1]}", file=sys.stderr)
+    if failed:
+        raise DataError(f"{len(failed)} of {len(jobs)} recordings failed (listed above); the others were written "
+                        f"to {out}")
+
+
+def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Path, several: bool,
+                 face_model: bool, terms: str | None) -> None:
+    """Predict one planned job and write its outputs (``OUT/<name>/`` when there are several)."""
+    from mmaffect.inference.overlay import write_overlay
+
+    folder = out / job.name if several or args.per_video_folder else out
+    if face_model:
+        pred = _run_face_job(predictor, job, args)
+        if terms:
+            pred.report["terms"] = terms
+        written = pred.save(folder, figures=not args.no_figures)
+        r = pred.report
+        unit = "images" if job.images else "frames"
+        print(f"{job.source}: {r[f'n_{unit}']} {unit}, {r[f'{unit}_with_face']} with a face "
+              f"({r[f'{unit}_without_face']} masked) in {r['seconds']:.1f} s; {predictor.model_name} "
+              f"({'expression categories + proxy valence/arousal' if predictor.classes else 'arousal/valence'})")
+    else:
+        side = job.sides
+        pred = predictor.predict_full(job.video, audio=job.audio or side.get("audio"),
+                                      transcript=side.get("transcript"), turns=side.get("turns"),
+                                      chunk_seconds=args.chunk_seconds, vad_db=args.vad_db,
+                                      progress=not args.quiet)
+        if terms:
+            pred.report["terms"] = terms
+        written = pred.save(folder, figures=not args.no_figures, times=args.times)
+        r = pred.report
+        faces = r.get("faces")
+        face_note = (f"{r['frames_with_face']}/{r['n_frames']} frames with a face" if faces is not None
+                     else "no visual branch")
+        print(f"{job.source or side.get('transcript')}: {r['n_frames']} frames ({r['duration']:.1f} s) in "
+              f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
+              f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio")
+    if args.overlay:
+        if job.video is not None and not face_model:
+            written["overlay"] = write_overlay(job.video, pred.frame, folder / f"{job.name}_traces.mp4")
         else:
-            side = job.sides
-            pred = predictor.predict_full(job.video, audio=job.audio or side.get("audio"),
-                                          transcript=side.get("transcript"), turns=side.get("turns"),
-                                          chunk_seconds=args.chunk_seconds, vad_db=args.vad_db,
-                                          progress=not args.quiet)
-            written = pred.save(folder, figures=not args.no_figures, times=args.times)
-            r = pred.report
-            faces = r.get("faces")
-            face_note = (f"{r['frames_with_face']}/{r['n_frames']} frames with a face" if faces is not None
-                         else "no visual branch")
-            print(f"{job.source or side.get('transcript')}: {r['n_frames']} frames ({r['duration']:.1f} s) in "
-                  f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
-                  f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio")
-        if args.overlay:
-            if job.video is not None and not face_model:
-                written["overlay"] = write_overlay(job.video, pred.frame, folder / f"{job.name}_traces.mp4")
-            else:
-                print("  overlay skipped: " + ("no video" if job.video is None else
-                                               "not drawn for face models (see traces.png)"))
-        if "warning" in r:
-            print(f"  warning: {r['warning']}")
-        for what, path in written.items():
-            print(f"  {what}: {path}")
+            print("  overlay skipped: " + ("no video" if job.video is None else
+                                           "not drawn for face models (see traces.png)"))
+    if "warning" in r:
+        print(f"  warning: {r['warning']}")
+    for what, path in written.items():
+        print(f"  {what}: {path}")
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
@@ -274,7 +302,7 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--transcript", help="transcript (start,end,text CSV or SEWA format); a folder of "
                                         "<video stem>.csv for several videos. Without it the text branch is masked")
     s.add_argument("--turns", help="when the target speaks (start,end CSV or SEWA format); folder for several "
-                                   "videos. Without it the target speaks throughout (see --vad-db)")
+                                   "videos. Without it the speech heard is taken as the target's")
     s.add_argument("--audio", help="audio file to use instead of the video's own track (e.g. the SEWA layout's "
                                    "separate wav); a folder of <video stem>.wav for several videos")
     s.add_argument("--out", default="predictions", help="output folder (default: predictions)")
@@ -282,7 +310,10 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--chunk-seconds", type=float, default=60.0,
                    help="seconds processed at a time; the LSTM state is carried over (default 60)")
     s.add_argument("--vad-db", type=float, default=None,
-                   help="without --turns: frames quieter than this level (dBFS, e.g. -40) count as not the target")
+                   help="decide speech activity by level instead of the model's speech detector: frames quieter "
+                        "than this (dBFS after loudness normalisation, e.g. -40) are masked as silence")
+    s.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first recording that fails (default: go on, list the failures, exit 2)")
     s.add_argument("--no-figures", action="store_true", help="only the CSV and report")
     s.add_argument("--times", type=_float_list, default=None,
                    help="comma-separated seconds: show the words and a fusion diagram at these times "

@@ -37,7 +37,8 @@ from mmaffect.errors import ConfigError
 PREFIX = "pretrained:"
 PACKAGE = "mmaffect.pretrained"
 
-__all__ = ["PREFIX", "PretrainedModel", "available", "default_model", "resolve", "card_section", "pack_checkpoint"]
+__all__ = ["PREFIX", "PretrainedModel", "available", "default_model", "resolve", "card_section", "pack_checkpoint",
+           "shipped_terms"]
 
 
 KINDS = ("predict", "branch")
@@ -111,6 +112,17 @@ def resolve(spec: str | Path, *, kind: str | None = None) -> Path:
     if not path.is_file():
         raise ConfigError(f"{path}: the file of pretrained model {name!r} is missing from this installation")
     return path
+
+
+def shipped_terms(path: str | Path) -> str | None:
+    """The terms of use (``index.json``) when ``path`` is one of the shipped model files, else None."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return None
+    if not any(m.path.resolve() == resolved for m in available().values()):
+        return None
+    return str(json.loads((_folder() / "index.json").read_text()).get("terms") or "Research use only.")
 
 
 def card_section(name: str) -> str:
