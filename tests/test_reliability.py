@@ -519,3 +519,98 @@ def test_kill_9_during_prepare_then_a_clean_prepare(corpus, cache, tmp_path, cap
         for k in a:
             assert a[k].dtype == b[k].dtype, (s.name, k)
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{s.name} {k}")  # NaN (no face) equals NaN
+
+
+# --------------------------------------------------------------------------- 1. one configuration per cache
+
+
+def test_a_cache_prepared_with_two_configurations_is_refused_by_name(cache, corpus, tmp_path, capsys):
+    c = Cache(shutil.copytree(cache, tmp_path / "c"))
+    assert cli_main(["prepare", str(corpus), "--out", str(c.root), "--quiet", "--sessions", "Train_01",
+                     *PREP[:-1], "faces.size=24"]) == 0
+    warn = capsys.readouterr().err
+    assert "warning:" in warn and "Train_01" in warn and "faces.size=24" in warn
+    manifest = c.read_manifest()
+    assert manifest["config"] is None  # the manifest never states a configuration some arrays lack
+    assert len({e["config"] for e in manifest["sessions"].values()}) == 2
+    with pytest.raises(DataError, match="session Train_01 has faces.size=24") as err:
+        c.config()
+    assert "sessions Devel_01, Train_02 have faces.size=32" in str(err.value)
+    # training on it is a one-line error naming the sessions, before any work
+    out = tmp_path / "run"
+    res = _cli("train", str(_train_yaml(tmp_path, c.root)), "--out", str(out), "--quiet")
+    assert res.returncode == 2
+    _one_line_error(res.stderr, "mixes 2 preprocessing configurations", "Train_01")
+    assert not (out / "last.pt").exists()
+    assert cli_main(["info", str(c.root)]) == 0
+    assert "warning: cache mixes" in capsys.readouterr().out
+    assert cli_main(["info", str(c.root), "--config"]) == 2
+    _one_line_error(capsys.readouterr().err, "mixes 2 preprocessing configurations")
+    # preparing every session with one configuration makes the cache whole again
+    assert cli_main(["prepare", str(corpus), "--out", str(c.root), "--quiet", *PREP[:-1], "faces.size=24"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert c.config()["faces"]["size"] == 24
+    assert set(c.read_manifest()["configs"]) == {e["config"] for e in c.read_manifest()["sessions"].values()}
+
+
+def test_a_cache_written_before_per_session_configurations_is_keyed_on_its_next_prepare(cache, corpus, tmp_path):
+    c = Cache(shutil.copytree(cache, tmp_path / "c"))
+    manifest = c.read_manifest()
+    manifest.pop("configs", None)
+    for entry in manifest["sessions"].values():
+        entry.pop("config", None)
+    c.write_manifest(manifest)
+    assert c.config() == manifest["config"]  # read as before
+    assert cli_main(["prepare", str(corpus), "--out", str(c.root), "--quiet", "--sessions", "Devel_01",
+                     *PREP, "text.delay=0"]) == 0
+    with pytest.raises(DataError, match="session Devel_01 has text.delay=0"):
+        c.config()
+
+
+# --------------------------------------------------------------------------- 11. truncated video, turns past the end
+
+
+def _truncate_video(src: Path, dest: Path, seconds: float) -> None:
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dest), "w") as out:
+        sin = inp.streams.video[0]
+        sout = out.add_stream("mpeg4", rate=int(sin.average_rate))
+        sout.width, sout.height, sout.pix_fmt = sin.codec_context.width, sin.codec_context.height, "yuv420p"
+        for k, frame in enumerate(inp.decode(sin)):
+            if k >= seconds * float(sin.average_rate):
+                break
+            out.mux(sout.encode(frame.reformat(format="yuv420p")))
+        out.mux(sout.encode(None))
+
+
+def test_a_video_that_ends_early_is_said_and_counted(corpus, tmp_path, capsys):
+    short = Path(shutil.copytree(corpus, tmp_path / "corpus"))
+    video = short / "video" / "Train_01.avi"
+    _truncate_video(corpus / "video" / "Train_01.avi", video, 1.2)
+    out = tmp_path / "c"
+    assert cli_main(["prepare", str(short), "--out", str(out), "--quiet", "--sessions", "Train_01", *PREP]) == 0
+    err = capsys.readouterr().err
+    assert "warning: Train_01: the video ends before the recording:" in err
+    faces = Cache(out).sessions()[0].report["faces"]
+    assert faces["n_beyond_video"] >= 25 and faces["n_faces_found"] <= 15
+    assert f"{faces['n_beyond_video']} of {faces['n_frames']} frames" in err
+
+
+def test_transcript_turns_past_the_end_are_refused_by_prepare_as_by_predict(corpus, tmp_path, capsys):
+    late = Path(shutil.copytree(corpus, tmp_path / "corpus"))
+    transcript = late / "transcriptions" / "Train_01.csv"
+    transcript.write_text(transcript.read_text() + "9.00;10.00;'words of another recording'\n")
+    assert cli_main(["prepare", str(late), "--out", str(tmp_path / "c"), "--quiet", "--sessions", "Train_01",
+                     "audio.vad=energy", "faces.enabled=false"]) == 2
+    line = _one_line_error(capsys.readouterr().err, str(transcript), "at 10.00 s", "ends after the recording")
+    from mmaffect.inference.predictor import read_transcript
+    from mmaffect.data.session import check_turns_within
+
+    with pytest.raises(DataError) as err:  # the rule predict applies (inference.predictor)
+        check_turns_within(read_transcript(transcript), 4.0, path=transcript, what="transcript")
+    assert str(err.value) in line
+    # within the tolerance (annotators round up) both accept
+    transcript.write_text((corpus / "transcriptions" / "Train_01.csv").read_text() + "3.50;4.30;'late'\n")
+    assert cli_main(["prepare", str(late), "--out", str(tmp_path / "c"), "--quiet", "--sessions", "Train_01",
+                     "audio.vad=energy", "faces.enabled=false"]) == 0

@@ -67,6 +67,8 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     print(f"\nprepared {len(report.sessions)} session(s), {report.media_seconds:.0f} s of media in "
           f"{report.seconds:.1f} s ({rtf:.1f}x real time); streams computed {report.computed}, "
           f"reused {report.reused}; cache: {report.cache}")
+    for warning in report.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -86,6 +88,13 @@ def _cmd_info(args: argparse.Namespace) -> None:
     if pending:
         print(f"\nincomplete: {len(pending)} session(s) being prepared now or whose prepare was interrupted "
               f"(run `mmaffect prepare` again): {', '.join(pending)}")
+    from mmaffect.data.cache import mixed_configs_message
+
+    mixed = mixed_configs_message(manifest)
+    if mixed is not None:
+        if args.config:
+            raise MMAffectError(f"{cache.root}: {mixed}")
+        print(f"\nwarning: {mixed}")
     if args.config:
         if manifest.get("config") is None:
             raise MMAffectError(f"{cache.manifest_path}: no configuration recorded (no session was prepared)")

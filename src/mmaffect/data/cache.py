@@ -17,6 +17,15 @@ Every file is written under a temporary name and renamed into place, so a
 killed ``prepare`` never leaves a half-written entry behind; the hidden
 temporary files such a kill leaves are removed by the next ``prepare``.
 
+Every session's manifest entry names the digest of the preprocessing
+configuration its streams were built with (``config``; the configurations
+themselves are under ``configs``). The manifest's ``config`` is the
+configuration of *every* session, or ``None`` when sessions were prepared with
+different ones (a ``prepare --sessions`` with other settings, or a ``prepare``
+with new settings killed half-way): such a cache is refused by
+:meth:`Cache.config` in one line naming the sessions and the keys that differ,
+until every session is prepared again with one configuration.
+
 Several processes may prepare into one cache at once (e.g. disjoint
 ``--sessions``). Inter-process locks (:mod:`filelock`, in ``CACHE/.locks/``)
 make that safe: a session's folder is written, cleaned and pruned only by the
@@ -45,7 +54,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from mmaffect.errors import DataError
-from mmaffect.utils.io import atomic_path, atomic_write_json
+from mmaffect.utils.io import atomic_path, atomic_write_json, params_digest
 
 FORMAT_VERSION = 1
 STREAMS = ("labels", "audio", "faces", "text")
@@ -155,6 +164,66 @@ def stream_is_readable(path: Path) -> bool:
     except (OSError, ValueError, KeyError, RuntimeError):
         return False
     return True
+
+
+def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def record_session(manifest: dict[str, Any], name: str, entry: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """Record session ``name`` (its ``entry``) as prepared with ``cfg`` in ``manifest``, in place.
+
+    The entry keeps the digest of its own configuration; the manifest's ``config`` stays the
+    configuration of every session, or becomes ``None`` when they differ (see the module docstring).
+    Entries of caches written before configurations were recorded per session take the manifest's.
+    """
+    configs: dict[str, Any] = dict(manifest.get("configs") or {})
+    legacy = manifest.get("config")
+    for other in manifest["sessions"].values():
+        if "config" not in other and legacy is not None:
+            digest = params_digest(legacy)
+            other["config"] = digest
+            configs.setdefault(digest, legacy)
+    digest = params_digest(cfg)
+    configs[digest] = cfg
+    manifest["sessions"][name] = {**entry, "config": digest}
+    used = {e.get("config") for e in manifest["sessions"].values()}
+    manifest["configs"] = {d: c for d, c in configs.items() if d in used}
+    manifest["config"] = cfg if used == {digest} else None
+
+
+def mixed_configs_message(manifest: dict[str, Any]) -> str | None:
+    """One line naming the sessions and keys of a cache prepared with several configurations, else None.
+
+    >>> m = {"sessions": {}, "config": None}
+    >>> record_session(m, "a", {}, {"text": {"delay": 0.5}})
+    >>> record_session(m, "b", {}, {"text": {"delay": 0.0}})
+    >>> mixed_configs_message(m)
+    'cache mixes 2 preprocessing configurations: session a has text.delay=0.5; session b has text.delay=0.0; prepare every session again with one configuration (or into a new folder)'
+    """
+    if manifest.get("config") is not None:
+        return None
+    groups: dict[str, list[str]] = {}
+    for session, entry in sorted(manifest["sessions"].items()):
+        groups.setdefault(entry.get("config") or "unknown", []).append(session)
+    if len(groups) < 2:
+        return None
+    configs = manifest.get("configs") or {}
+    flats = {d: _flat(configs.get(d) or {}) for d in groups}
+    keys = sorted({k for f in flats.values() for k in f if len({repr(g.get(k)) for g in flats.values()}) > 1})
+    parts = []
+    for digest, names in sorted(groups.items(), key=lambda kv: (len(kv[1]), kv[1])):
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        values = ", ".join(f"{k}={flats[digest].get(k)}" for k in keys) or "an unrecorded configuration"
+        parts.append(f"session{'s' if len(names) > 1 else ''} {shown} {'have' if len(names) > 1 else 'has'} {values}")
+    return (f"cache mixes {len(groups)} preprocessing configurations: {'; '.join(parts)}; "
+            "prepare every session again with one configuration (or into a new folder)")
 
 
 PER_SESSION_ARRAYS = frozenset({"word_vectors", "word_tokens", "label_names"})
@@ -317,7 +386,11 @@ class Cache:
                             path=self.root.absolute())
         if not self.manifest_path.is_file():
             raise DataError(f"not a cache (no {MANIFEST}); run `mmaffect prepare`", path=self.root.absolute())
-        cfg = self.read_manifest().get("config")
+        manifest = self.read_manifest()
+        mixed = mixed_configs_message(manifest)
+        if mixed is not None:
+            raise DataError(mixed, path=self.root.absolute())
+        cfg = manifest.get("config")
         if cfg is None:
             raise DataError("cache has no configuration; run `mmaffect prepare`", path=self.manifest_path)
         return cfg

@@ -109,6 +109,34 @@ class Session:
         return out
 
 
+TURN_END_TOLERANCE = 0.5
+"""Seconds a transcript or turn may run past the end of its recording (annotators round up)."""
+
+
+def check_turns_within(turns: list[Turn], duration: float, *, path: Path | None, what: str,
+                       tolerance: float = TURN_END_TOLERANCE) -> None:
+    """Refuse turns that end after the recording: the one rule of ``prepare`` and ``predict``.
+
+    A turn ending more than ``tolerance`` seconds after the recording's end usually means the
+    transcript (or turns file) of another recording.
+
+    >>> check_turns_within([Turn(0.0, 2.4, "hi")], 2.0, path=None, what="transcript")
+    >>> check_turns_within([Turn(0.0, 3.0, "hi")], 2.0, path=Path("t.csv"), what="transcript")
+    Traceback (most recent call last):
+    ...
+    mmaffect.errors.DataError: t.csv: at 3.00 s: transcript turn 1 (0.00–3.00 s) ends after the recording (2.00 s): is it the transcript of another recording?
+    """
+    from mmaffect.errors import DataError
+
+    for k, turn in enumerate(turns):
+        if turn.end > duration + tolerance:
+            raise DataError(
+                f"{what} turn {k + 1} ({turn.start:.2f}–{turn.end:.2f} s) ends after the recording "
+                f"({duration:.2f} s): is it the transcript of another recording?",
+                path=path, time=turn.end,
+            )
+
+
 def frame_times(n_frames: int, *, start: float = 0.0, rate: float = LABEL_RATE) -> np.ndarray:
     """Regular frame grid ``start + i / rate``.
 

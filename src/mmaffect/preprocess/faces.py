@@ -397,6 +397,24 @@ def new_face_report(n_frames: int) -> dict[str, int]:
     return report
 
 
+def video_coverage_warning(report: dict[str, int]) -> str | None:
+    """The warning for a video shorter than the recording's frame grid (``prepare`` and ``predict`` alike).
+
+    Frames past the video's end are masked (no face) and counted in ``n_beyond_video``; a video cut
+    short (a truncated download, a broken encoder) is worth knowing about, so it is said, not only counted.
+
+    >>> video_coverage_warning({"n_frames": 100, "n_beyond_video": 70})
+    'the video ends before the recording: 70 of 100 frames (70%) lie past its end and are masked (no face)'
+    >>> video_coverage_warning({"n_frames": 100, "n_beyond_video": 0}) is None
+    True
+    """
+    n, total = int(report.get("n_beyond_video", 0)), int(report.get("n_frames", 0))
+    if n <= 0 or total <= 0:
+        return None
+    return (f"the video ends before the recording: {n} of {total} frames ({n / total:.0%}) lie past its end "
+            "and are masked (no face)")
+
+
 def grey_crop(crop: np.ndarray) -> np.ndarray:
     """An RGB uint8 crop as grey: its luma (ITU-R BT.601, OpenCV) in all three channels.
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from mmaffect.config import builtin_config, merge
-from mmaffect.data.cache import FORMAT_VERSION, Cache, write_stream
-from mmaffect.data.session import LABEL_RATE, Session, frame_times
+from mmaffect.data.cache import FORMAT_VERSION, Cache, mixed_configs_message, record_session, write_stream
+from mmaffect.data.session import LABEL_RATE, Session, check_turns_within, frame_times
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.utils.io import file_digest, params_digest
 
@@ -78,6 +78,26 @@ def media_duration(session: Session, cfg: dict[str, Any]) -> float:
     if session.transcript:
         return max(t.end for t in session.transcript)
     raise DataError(f"session {session.name!r} has neither labels, audio, video nor transcript")
+
+
+def recording_seconds(session: Session, cfg: dict[str, Any]) -> float | None:
+    """Length of the session's recording (audio, else video), read from the file headers where they
+    tell it; ``None`` for a session with a transcript only."""
+    from mmaffect.preprocess.audio import SOUNDFILE_SUFFIXES
+    from mmaffect.preprocess.video import probe_video
+
+    if audio_source(session) is not None and Path(session.audio).suffix.lower() in SOUNDFILE_SUFFIXES:
+        import soundfile
+
+        try:
+            return float(soundfile.info(str(session.audio)).duration)
+        except RuntimeError as exc:
+            raise DataError(f"cannot read audio header ({exc})", path=session.audio) from None
+    if audio_source(session) is not None:
+        return media_duration(session, cfg)
+    if session.video is not None:
+        return probe_video(session.video).duration
+    return None
 
 
 # --------------------------------------------------------------------------- stream keys
@@ -158,6 +178,8 @@ def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tup
     a = cfg["audio"]
     sr = a["sample_rate"]
     signal = load_audio(session.audio, sample_rate=sr)
+    if session.target_turns is not None:
+        check_turns_within(session.target_turns, len(signal) / sr, path=session.meta.get("turns_path"), what="turns")
     gain_db, lufs = normalisation_gain_db([signal], sample_rate=sr, target=a["loudness"])
     signal = apply_gain(signal, gain_db)
     frames, valid = frame_audio(signal, times, sample_rate=sr, frame_samples=a["frame_samples"],
@@ -200,6 +222,9 @@ def build_text(session: Session, times: np.ndarray, cfg: dict[str, Any], embedde
     from mmaffect.preprocess.text import build_text_arrays
 
     t = cfg["text"]
+    duration = recording_seconds(session, cfg)
+    if duration is not None:
+        check_turns_within(session.transcript, duration, path=session.meta.get("transcript_path"), what="transcript")
     out = build_text_arrays(times, session.transcript, embedder, max_words=t["max_words"], delay=t["delay"],
                             drop_tags=t["drop_tags"])
     report = dict(out.pop("report"))
@@ -220,6 +245,19 @@ class PrepareReport:
     reused: int = 0
     seconds: float = 0.0
     media_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # cache-wide warnings (e.g. mixed configurations)
+
+    def warnings(self) -> list[str]:
+        """What the user should know about: videos that end before the recording, a cache whose
+        sessions were prepared with different configurations."""
+        from mmaffect.preprocess.faces import video_coverage_warning
+
+        out = []
+        for name, e in sorted(self.sessions.items()):
+            short = video_coverage_warning(e["report"].get("faces") or {})
+            if short is not None:
+                out.append(f"{name}: {short}")
+        return out + self.notes
 
     def table(self) -> str:
         """A Markdown table, one row per session."""
@@ -335,8 +373,7 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
         record = {k: v for k, v in entry.items() if k not in ("computed", "reused")}
 
         def update(manifest: dict[str, Any]) -> None:
-            manifest["config"] = cfg
-            manifest["sessions"][session.name] = record
+            record_session(manifest, session.name, record, cfg)
             pending = [n for n in manifest.get("pending") or [] if n != session.name]
             if pending:
                 manifest["pending"] = pending
@@ -454,5 +491,8 @@ def prepare(
     bar.close()
     if prune:
         cache.prune()
+    mixed = mixed_configs_message(cache.read_manifest())
+    if mixed is not None:
+        report.notes.append(f"{cache.root}: {mixed}")
     report.seconds = time.perf_counter() - start
     return report
