@@ -65,7 +65,7 @@ def _cli(*args: str, fsize: int | None = None, cwd: Path | None = None, timeout:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     root = tmp_path_factory.mktemp("rel") / "corpus"
     synthesize(root, n_train=2, n_devel=1, n_test=0, duration=4.0, width=160, height=120, seed=5, progress=False)
@@ -469,7 +469,7 @@ def test_pooled_loss_all_reduce_raises_no_future_warning(tmp_path):
 
 
 def test_two_concurrent_prepares_into_one_cache_keep_both(tmp_path):
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     # sessions long enough (several seconds of work each) that the two runs overlap whatever their start-up
     corpus = tmp_path / "corpus"
@@ -519,6 +519,50 @@ def test_kill_9_during_prepare_then_a_clean_prepare(corpus, cache, tmp_path, cap
         for k in a:
             assert a[k].dtype == b[k].dtype, (s.name, k)
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{s.name} {k}")  # NaN (no face) equals NaN
+
+
+# --------------------------------------------------------------------------- 3. orphans
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (the killed parent's workers and resource tracker)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_kill_9_of_prepare_with_workers_leaves_no_orphans(corpus, tmp_path):
+    out = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "mmaffect.cli", "prepare", str(corpus), "--out", str(out),
+                             "--quiet", "--workers", "2", *PREP], env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        working = [p for p in _session_members(proc.pid) if p != proc.pid]
+        if len(working) >= 2 and any(out.glob("*_0*")):  # workers up and a session folder started
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "prepare finished before it could be killed"
+    children = [p for p in _session_members(proc.pid) if p != proc.pid]
+    assert len(children) >= 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _session_members(proc.pid)
+    for pid in left:  # do not leave them running whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the killed prepare: {left}"
+    # and the cache is usable: the next prepare completes it
+    assert cli_main(["prepare", str(corpus), "--out", str(out), "--quiet", *PREP]) == 0
 
 
 # --------------------------------------------------------------------------- 1. one configuration per cache

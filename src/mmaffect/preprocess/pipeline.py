@@ -422,7 +422,37 @@ def _prepare_session_locked(session: Session, cfg: dict[str, Any], cache: Cache,
     return entry
 
 
-def _worker_init(threads: int) -> None:
+def die_with_parent(parent: int) -> None:
+    """Make this worker process exit when ``parent`` dies, even by ``kill -9``.
+
+    A killed parent cannot shut its pool down, and orphaned workers would go on writing to the cache
+    (then hang, holding their memory). On Linux the kernel sends SIGKILL on the parent's death
+    (``PR_SET_PDEATHSIG``); a daemon thread that watches the parent's pid covers other systems and the
+    race where the parent died before the first call.
+    """
+    import ctypes
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # the parent is gone (re-parented to init): nobody waits for this work
+
+    threading.Thread(target=watch, name="mmaffect-parent-watch", daemon=True).start()
+
+
+def _worker_init(threads: int, parent: int | None = None) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)
@@ -484,7 +514,7 @@ def prepare(
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
+                                 initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
             futures = {pool.submit(prepare_session, s, cfg, cache.root): s for s in sessions}
             for fut in futures:
                 done(futures[fut], fut.result())
