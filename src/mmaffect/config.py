@@ -35,11 +35,38 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def builtin_names() -> list[str]:
+    """Names of the configurations shipped with the package, e.g. ``train``, ``synthetic/audio``."""
+    root = resources.files(PACKAGE_CONFIGS)
+    names = []
+    for entry in root.iterdir():
+        if entry.is_file() and entry.name.endswith(".yaml"):
+            names.append(entry.name[: -len(".yaml")])
+        elif entry.is_dir() and not entry.name.startswith("__"):
+            names += [f"{entry.name}/{f.name[: -len('.yaml')]}" for f in entry.iterdir() if f.name.endswith(".yaml")]
+    return sorted(names)
+
+
+def builtin_name(source: str) -> str | None:
+    """The built-in configuration a name or a repository path refers to, if any.
+
+    ``synthetic/audio``, ``synthetic/audio.yaml`` and ``configs/synthetic/audio.yaml`` all name the
+    shipped ``synthetic/audio``, so the README's commands work from any folder and from an installed wheel.
+
+    >>> builtin_name("configs/synthetic/audio.yaml"), builtin_name("train"), builtin_name("mine.yaml")
+    ('synthetic/audio', 'train', None)
+    """
+    name = source.replace("\\", "/").removeprefix("./").removeprefix("configs/")
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    return name if name in builtin_names() else None
+
+
 def builtin_config(name: str) -> dict[str, Any]:
     """A configuration shipped with the package (``configs/<name>.yaml``)."""
-    ref = resources.files(PACKAGE_CONFIGS).joinpath(f"{name}.yaml")
-    if not ref.is_file():
-        raise ConfigError(f"no built-in configuration {name!r}")
+    resolved = builtin_name(name)
+    if resolved is None:
+        raise ConfigError(f"no built-in configuration {name!r} (built-in: {', '.join(builtin_names())})")
+    ref = resources.files(PACKAGE_CONFIGS).joinpath(f"{resolved}.yaml")
     with resources.as_file(ref) as path:
         return _read_yaml(Path(path))
 
@@ -51,12 +78,19 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Iterable[str]
     >>> cfg["a"]["b"]
     2
     """
-    if isinstance(source, Mapping):
-        cfg = copy.deepcopy(dict(source))
-    else:
-        path = Path(source)
-        cfg = _read_yaml(path) if path.suffix in {".yaml", ".yml"} or path.exists() else builtin_config(str(source))
+    cfg = copy.deepcopy(dict(source)) if isinstance(source, Mapping) else read_config(source)
     return apply_overrides(cfg, overrides)
+
+
+def read_config(source: str | Path) -> dict[str, Any]:
+    """A YAML file, or else a built-in configuration named as in :func:`builtin_name`."""
+    path = Path(source)
+    if path.exists() or builtin_name(str(source)) is None:
+        if path.suffix not in {".yaml", ".yml"} and not path.exists():
+            raise ConfigError(f"{source}: no such configuration file, nor a built-in configuration "
+                              f"(built-in: {', '.join(builtin_names())})")
+        return _read_yaml(path)
+    return builtin_config(str(source))
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
