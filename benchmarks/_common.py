@@ -57,7 +57,7 @@ def corpus_dir(explicit: str | Path | None, name: str, label: str) -> Path:
     """``explicit`` if given, else ``<shared data>/<name>`` (``$MMAFFECT_SHARED_DATA`` or ../shared/data)."""
     if explicit:
         return Path(explicit)
-    from mmaffect.data.adapters import shared_data_root
+    from mmaffect.data.sources import shared_data_root
 
     root = shared_data_root()
     if root is None:

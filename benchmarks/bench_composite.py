@@ -2,7 +2,7 @@
 
 Issue #6, item 4. One script, resumable:
 
-1. **Data.** ``mmaffect adapt composite`` (:func:`mmaffect.data.composite.adapt_composite`)
+1. **Data.** ``mmaffect adapt composite`` (:func:`mmaffect.data.writers.composite.adapt_composite`)
    assembles time-continuous sessions from the shared research corpora: a
    valence/arousal trajectory of category proxy points, EmoDB utterances of a
    matching emotion in the speaking turns, FER+ faces of a matching expression
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS
+from mmaffect.data.writers.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS
 from mmaffect.utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +68,7 @@ QUICK_OVERRIDES = ["optim.epochs=1"]
 
 def corpus_matches(corpus: Path, sizes: dict[str, Any]) -> bool:
     """True when ``corpus`` is a complete composite corpus of this generator version and these sizes."""
-    from mmaffect.data.composite import COMPOSITE_VERSION
+    from mmaffect.data.writers.composite import COMPOSITE_VERSION
 
     meta_path = corpus / "adapter.json"
     if not meta_path.is_file() or not (corpus / "splits.csv").is_file():
@@ -88,7 +88,7 @@ def face_detection(corpus: Path, cache: Path) -> dict[str, int]:
     ``faces_detected`` (placed faces found on at least one of their frames).
     """
     from mmaffect.data.cache import Cache
-    from mmaffect.data.composite import read_segments
+    from mmaffect.data.writers.composite import read_segments
 
     out = dict(shown=0, detected=0, blank=0, false=0, faces=0, faces_detected=0)
     for cs in Cache(cache).sessions():
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2/1/1 sessions of 12 s, one epoch per model (smoke run)")
     args = p.parse_args(argv)
 
-    from mmaffect.data.adapters import shared_data_root
+    from mmaffect.data.sources import shared_data_root
 
     data = shared_data_root(Path(args.data) if args.data else None)
     if data is None:

@@ -85,7 +85,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def _quick_subset(src: Path, out_csv: Path) -> None:
     """The first QUICK_SENTENCES sentences of each split (in file order) as a CSV in the work folder."""
-    from mmaffect.data.adapters import _emobank_csv  # the adapter's own rule for finding the CSV
+    from mmaffect.data.sources import emobank_csv as _emobank_csv  # the adapter's own rule for finding the CSV
 
     rows = _read_csv(_emobank_csv(src))
     keep, seen = [], {k: 0 for k in QUICK_SENTENCES}
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             adapt_src = work / "subset" / "emobank_train_dev.csv"
             _quick_subset(src, adapt_src)
-        from mmaffect.data.adapters import adapt_emobank  # `mmaffect adapt` has no timeline options
+        from mmaffect.data.writers.adapters import adapt_emobank  # `mmaffect adapt` has no timeline options
 
         print(f"adapting {adapt_src} -> {corpus} ({ADAPT_OPTIONS})", file=sys.stderr)
         print(adapt_emobank(adapt_src, corpus, **ADAPT_OPTIONS).summary(), file=sys.stderr)

@@ -17,7 +17,7 @@ A face network pretrained on FER+ (``mmaffect pretrain-faces``) is scored on
   proxy point (:data:`mmaffect.data.proxy.PROXY_VA`); the summary is the mean
   absolute error to it and the share of items whose valence has the right sign;
 * **stills vs. video**: FER+ valid faces drawn into an mp4
-  (:class:`mmaffect.data.adapters.FaceRendering`, 5 frames each at 10 fps),
+  (:class:`mmaffect.data.writers.ferplus.FaceRendering`, 5 frames each at 10 fps),
   found again by ``extract_faces``; mean absolute difference and correlation
   of the proxy valence/arousal of the video crop and of the still.
 
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmaffect.data.adapters import shared_data_root
+from mmaffect.data.sources import shared_data_root
 from mmaffect.data.proxy import category_to_va
 from mmaffect.preprocess.faces import HaarFaceDetector, crop_face, extract_faces
-from mmaffect.training.checkpoint import load_checkpoint
+from mmaffect.checkpoints import load_checkpoint
 from mmaffect.training.faces import FERPLUS_CATEGORIES, FaceClassifier, _build, evaluate_faces, load_ferplus_split
 from mmaffect.utils.io import atomic_write_json
 

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mmaffect.data.adapters import shared_data_root  # noqa: E402
+from mmaffect.data.sources import shared_data_root  # noqa: E402
 from mmaffect.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -65,7 +65,7 @@ def _make_checkpoint(path: Path, *, config: str | None, paper: bool) -> str:
     from mmaffect.config import load_config
     from mmaffect.models import create_model
     from mmaffect.preprocess.pipeline import resolve_prepare_config
-    from mmaffect.training.checkpoint import save_checkpoint
+    from mmaffect.checkpoints import save_checkpoint
     from mmaffect.training.trainer import load_train_config
 
     if paper:
@@ -85,7 +85,7 @@ def _make_checkpoint(path: Path, *, config: str | None, paper: bool) -> str:
 
 
 def _recording(workdir: Path, minutes: float) -> dict[str, Path]:
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     root = workdir / f"rec{minutes:g}min"
     if not (root / "synth.json").exists():

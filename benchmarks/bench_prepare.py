@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="short sessions, for a smoke run")
     args = ap.parse_args()
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ def tiny_checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0)
     from mmaffect.models import create_model
     from mmaffect.models.zoo import tiny_overrides
     from mmaffect.preprocess.pipeline import resolve_prepare_config
-    from mmaffect.training.checkpoint import save_checkpoint
+    from mmaffect.checkpoints import save_checkpoint
 
     opts = tiny_overrides(name)
     if name.startswith("fusion-"):
@@ -69,9 +69,9 @@ def mux(video: Path, audio: Path | None, dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def predict_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An 8-s synthetic talking-face clip written by :func:`mmaffect.data.synthetic.synthesize`
+    """An 8-s synthetic talking-face clip written by :func:`mmaffect.data.writers.synthetic.synthesize`
     (real avi/wav files, decoded by FFmpeg) plus muxed mp4s with and without audio."""
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     root = tmp_path_factory.mktemp("media")
     synthesize(root / "corpus", n_train=1, n_devel=0, n_test=0, duration=8.0, seed=3, progress=False)

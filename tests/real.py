@@ -55,7 +55,8 @@ def faces_through_video(images: np.ndarray, folder: Path, *, per_face: int, size
     """Grey FER+ stills (N, 48, 48) drawn into an mp4 (``per_face`` frames each, 10 fps, as the FER+
     adapter renders them) and found again by prepare's detector: the
     :class:`~mmaffect.preprocess.faces.FaceTrack` of each face's middle frame."""
-    from mmaffect.data.adapters import FaceRendering, _write_video
+    from mmaffect.data.writers.ferplus import FaceRendering
+    from mmaffect.data.writers.layout import write_video as _write_video
     from mmaffect.preprocess.faces import extract_faces
 
     rendering = FaceRendering()

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmaffect.data import adapters, proxy
-from mmaffect.data.adapters import (
+from mmaffect.data import proxy
+from mmaffect.data.writers import adapters
+from mmaffect.data.writers.adapters import (
     ADAPTERS,
     SAMPLE_RATE,
     adapt_emobank,

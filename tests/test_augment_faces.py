@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmaffect.data.adapters import shared_data_root
+from mmaffect.data.sources import shared_data_root
 from mmaffect.errors import ConfigError
 from mmaffect.training.augment_faces import DEFAULTS, FaceAugment, face_augment_from_config
 
@@ -268,8 +268,7 @@ def test_pretrain_init_from_checks_the_network(tmp_path):
 
 # --------------------------------------------------------------------------- acceptance on the shipped model
 def _shipped_face_model():
-    from mmaffect.inference.pretrained import resolve
-    from mmaffect.training.checkpoint import load_checkpoint
+    from mmaffect.checkpoints import load_checkpoint, resolve
     from mmaffect.training.faces import _build
 
     ckpt = load_checkpoint(resolve("pretrained:ferplus-hrnet3-demo"))
@@ -342,7 +341,7 @@ def test_real_crop_benchmark_scores_the_shipped_model(tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_face_crops
 
-    from mmaffect.inference.pretrained import resolve
+    from mmaffect.checkpoints import resolve
 
     out = tmp_path / "crops.json"
     assert bench_face_crops.main([f"shipped={resolve('pretrained:ferplus-hrnet3-demo')}", "--video-faces", "20",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mmaffect.data.adapters import shared_data_root
+from mmaffect.data.sources import shared_data_root
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emodb_audio.py"
 

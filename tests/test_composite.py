@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmaffect.data.adapters import RESEARCH_TERMS, SAMPLE_RATE, shared_data_root
-from mmaffect.data.composite import EMODB_SPEAKERS, adapt_composite, read_segments
 from mmaffect.data.generic import read_generic
 from mmaffect.data.proxy import PROXY_VA
+from mmaffect.data.sources import SAMPLE_RATE, shared_data_root
+from mmaffect.data.writers.composite import EMODB_SPEAKERS, adapt_composite, read_segments
+from mmaffect.data.writers.layout import RESEARCH_TERMS
 from mmaffect.errors import ConfigError, DataError
 
 ROOT = shared_data_root()
@@ -170,7 +171,7 @@ def face_box(folder: Path) -> tuple[slice, slice]:
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Path:
-    from mmaffect.data.composite import PLAIN
+    from mmaffect.data.writers.composite import PLAIN
 
     out = tmp_path_factory.mktemp("composite") / "plain"
     adapt_composite(ROOT, out, sessions=(1, 0, 0), seconds=12.0, **PLAIN)
@@ -184,8 +185,13 @@ def forced(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("composite") / "forced"
     adapt_composite(ROOT, out, sessions=(2, 0, 0), seconds=20.0, digital_silence=1.0, channel_share=1.0,
                     channel_rates=[8000], long_pause=1.0, noise_burst_rate=0.5, occlusion_rate=1.0, blur_rate=0.5,
-                    gain_db=(-20.0, -20.0))
+                    gain_db=-20.0)  # a single level, as the docstring allows
     return out
+
+
+def test_a_single_level_is_recorded_as_its_pair(forced):
+    params = json.loads((forced / "adapter.json").read_text())["parameters"]
+    assert params["gain_db"] == [-20.0, -20.0]
 
 
 def test_faces_are_tinted_and_backgrounds_vary(corpus, plain):
@@ -266,7 +272,7 @@ def test_audio_levels_differ_and_pauses_are_noise_or_silence(corpus, forced):
 
 
 def test_occluded_and_blurred_faces_are_mostly_still_detected(forced):
-    from mmaffect.data.face_render import detect_faces, haar_detector
+    from mmaffect.data.writers.face_render import detect_faces, haar_detector
 
     det = haar_detector()
     for modality in ("occlusion", "blur"):

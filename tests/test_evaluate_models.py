@@ -26,7 +26,7 @@ from test_predict_modalities import feat_data, needs_feat, tiny_checkpoint
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A labelled cache (2 devel recordings of 6 s) of the synthetic corpus, audio only (fast to prepare)."""
     from mmaffect.data.readers import read_corpus
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
     from mmaffect.preprocess.pipeline import prepare
 
     root = tmp_path_factory.mktemp("evalcache")

@@ -16,8 +16,7 @@ from mmaffect.inference.export import MODALITY_INPUTS, add_export_parser, export
 from mmaffect.models import create_model, tiny_overrides
 from mmaffect.models.summary import example_batch
 from mmaffect.models.zoo import tiny_inputs
-from mmaffect.training.checkpoint import save_checkpoint
-from mmaffect.training.evaluate import build_model_from_checkpoint
+from mmaffect.checkpoints import build_model_from_checkpoint, save_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 

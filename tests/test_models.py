@@ -8,7 +8,8 @@ from torch import nn
 
 from mmaffect.errors import ConfigError
 from mmaffect.models import create_model, get_spec, list_models, tiny_overrides
-from mmaffect.models.assembly import MultimodalModel, UnimodalModel, load_branch_weights
+from mmaffect.checkpoints import load_branch_weights
+from mmaffect.models.assembly import MultimodalModel, UnimodalModel
 from mmaffect.models.base import Branch, BranchOutput
 from mmaffect.models.fusion import FUSIONS
 from mmaffect.models.summary import count_flops, example_batch, model_table

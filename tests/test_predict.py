@@ -1,7 +1,7 @@
 """`mmaffect predict` and the Python predictor on real media files.
 
 The recordings are synthetic talking-face clips written by
-:func:`mmaffect.data.synthetic.synthesize` (real avi/wav files, decoded by
+:func:`mmaffect.data.writers.synthetic.synthesize` (real avi/wav files, decoded by
 FFmpeg, faces found by the Haar detector); the models are tiny but have
 every layer type.
 """
@@ -190,7 +190,7 @@ def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
     assert rc == 0
     assert (tmp_path / "o" / "a" / "predictions.csv").exists() and (tmp_path / "o" / "b" / "predictions.csv").exists()
     monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
-    monkeypatch.setattr("mmaffect.inference.pretrained.default_model", lambda: None)  # an install without one
+    monkeypatch.setattr("mmaffect.checkpoints.default_model", lambda: None)  # an install without one
     capsys.readouterr()
     assert main(["predict", str(media["mp4"])]) == 2
     err = capsys.readouterr().err

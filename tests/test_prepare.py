@@ -15,7 +15,7 @@ from mmaffect.config import load_config
 from mmaffect.data.cache import Cache, read_stream
 from mmaffect.data.dataset import SessionWindows, collate
 from mmaffect.data.readers import read_corpus
-from mmaffect.data.synthetic import synthesize
+from mmaffect.data.writers.synthetic import synthesize
 from mmaffect.preprocess.pipeline import prepare
 
 DIM = 8

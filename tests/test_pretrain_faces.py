@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmaffect.cli import main
-from mmaffect.data.adapters import shared_data_root
+from mmaffect.data.sources import shared_data_root
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.training.faces import (
     FERPLUS_CATEGORIES,
@@ -121,7 +121,7 @@ def test_pretraining_learns_and_initialises_a_fusion_branch(tmp_path, capsys):
     # a second run into the same folder is refused
     assert main(["pretrain-faces", "--out", str(run), f"data.root={data}", *TINY]) == 2
 
-    from mmaffect.models.assembly import load_branch_weights
+    from mmaffect.checkpoints import load_branch_weights
     from mmaffect.models.registry import create_model
 
     fusion = create_model("fusion-concat", embed_dim=16, image_size=32,

@@ -12,8 +12,9 @@ import torch
 import mmaffect
 from mmaffect.cli import main
 from mmaffect.errors import ConfigError
-from mmaffect.inference import pretrained
-from mmaffect.inference.pretrained import PREFIX, available, card_section, default_model, pack_checkpoint, resolve
+from mmaffect import checkpoints
+from mmaffect.checkpoints import PREFIX, available, default_model, pack_checkpoint, resolve
+from mmaffect.inference.pretrained import card_section
 
 SHIPPED = available()
 PREDICT = sorted(n for n, m in SHIPPED.items() if m.kind == "predict")
@@ -37,7 +38,7 @@ def test_index_files_and_cards_agree():
 
 @pytest.mark.parametrize("name", BRANCH)
 def test_shipped_branch_initialises_a_model(name):
-    from mmaffect.models.assembly import load_branch_weights
+    from mmaffect.checkpoints import load_branch_weights
     from mmaffect.models.registry import create_model
 
     model = SHIPPED[name]
@@ -80,7 +81,7 @@ def test_resolve_and_errors(monkeypatch):
     assert resolve("runs/x/best.pt") == Path("runs/x/best.pt")
     with pytest.raises(ConfigError, match="no pretrained model 'nope'"):
         resolve("pretrained:nope")
-    monkeypatch.setattr(pretrained, "_folder", lambda: Path("/nonexistent"))
+    monkeypatch.setattr(checkpoints, "pretrained_folder", lambda: Path("/nonexistent"))
     assert available() == {} and default_model() is None
 
 
@@ -97,7 +98,7 @@ def test_cli_lists_and_prints_cards(capsys):
 
 def test_pack_drops_optimizer_state_and_keeps_predictions(tmp_path):
     from mmaffect.models.registry import create_model
-    from mmaffect.training.checkpoint import load_checkpoint, save_checkpoint
+    from mmaffect.checkpoints import load_checkpoint, save_checkpoint
 
     model = create_model("audio-tzirakis2018", channels=(4, 4, 4), head_hidden=8)
     optimizer = torch.optim.Adam(model.parameters())

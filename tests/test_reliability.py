@@ -259,7 +259,7 @@ class _Foreign:
 
 
 def test_checkpoint_load_errors_are_one_line(tmp_path, run):
-    from mmaffect.training.checkpoint import load_checkpoint
+    from mmaffect.checkpoints import load_checkpoint
 
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
@@ -324,7 +324,8 @@ def test_full_disk_in_synth_export_and_predict_is_one_line(corpus, run, tmp_path
                    "--quiet"], str(tmp_path / "s")),
         "export": (["export", str(run / "best.pt"), "--out", str(tmp_path / "x"), "--no-verify"], str(run)),
         "predict": (["predict", str(video), "--audio", str(corpus / "audio" / f"{video.stem}.wav"), "--checkpoint",
-                     str(run), "--out", str(tmp_path / "p"), "--no-figures", "--quiet"], "sound file"),
+                     str(run), "--out", str(tmp_path / "p"), "--no-figures", "--quiet"],
+                    "audio.wav: cannot write the decoded audio"),
     }
     for name, (args, where) in cases.items():
         res = _cli(*args, fsize=20_000)
@@ -365,6 +366,51 @@ def test_prepare_recomputes_a_truncated_stream_file(cache, corpus, tmp_path, cap
     assert all(np.array_equal(good[k], again[k]) for k in good)
 
 
+# --------------------------------------------------------------------------- 8. ONNX face size
+
+
+def test_onnx_runs_on_prepared_crops_and_matches_predict(cache, corpus, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    import mmaffect
+    from mmaffect.models.zoo import tiny_overrides
+
+    visual = {"model_name": "visual-hrnet3-attpool", "data": {"cache": str(cache), "window": 20},
+              "optim": {"batch_size": 2, "epochs": 1, "patience": None},
+              "log": {"plot": False, "progress": False, "tensorboard": False}}
+    # a model sized for other crops than the cache holds is refused before any work (faces.size=32 here)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({**visual, "model_options": {**tiny_overrides("visual-hrnet3-attpool"),
+                                                                 "image_size": 48}}))
+    res = _cli("train", str(wrong), "--out", str(tmp_path / "w"), "--quiet")
+    assert res.returncode == 2
+    _one_line_error(res.stderr, "model_options.image_size=48", "32×32 (faces.size)")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**visual, "model_options": tiny_overrides("visual-hrnet3-attpool")}))
+    res = _cli("train", str(good), "--out", str(tmp_path / "r"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert cli_main(["export", str(tmp_path / "r" / "best.pt"), "--out", str(tmp_path / "onnx"),
+                     "--parts", "model"]) == 0
+    capsys.readouterr()
+    meta = json.loads((tmp_path / "onnx" / "preprocessing.json").read_text())
+    assert meta["faces"]["size"] == 32 and "INTER_AREA" in meta["faces"]["resize"]
+    session = next(s for s in Cache(cache).sessions() if s.name == "Train_01")
+    arrays = session.load(streams=("faces",))
+    faces = arrays["faces"]
+    assert faces.shape[1:3] == (meta["faces"]["size"],) * 2  # the graph takes the crops prepare wrote
+    n = len(faces)
+    sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    layers, hidden = meta["state"]["layers"], meta["state"]["hidden"]
+    feed = {"faces": (faces.transpose(0, 3, 1, 2)[None] / np.float32(255)).astype(np.float32),
+            "face_mask": arrays["face_mask"][None], "mask": np.ones((1, n), bool),
+            "h0": np.zeros((layers, 1, hidden), np.float32), "c0": np.zeros((layers, 1, hidden), np.float32)}
+    pred = sess.run(["pred"], feed)[0][0]
+    got = mmaffect.load(tmp_path / "r" / "best.pt", device="cpu").predict_full(corpus / "video" / "Train_01.avi")
+    assert np.array_equal(got.frame["face"].to_numpy().astype(bool), arrays["face_mask"])
+    np.testing.assert_allclose(pred, got.values, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- 9, 10. runs used from elsewhere
 
 
@@ -401,6 +447,42 @@ def test_info_on_a_missing_or_empty_folder_is_an_error(tmp_path, capsys):
     assert "incomplete: 1 session(s)" in capsys.readouterr().out
     assert cli_main(["info", str(tmp_path), "--config"]) == 2
     _one_line_error(capsys.readouterr().err, "no configuration recorded")
+
+
+# --------------------------------------------------------------------------- 13. built-in configurations
+
+
+def test_builtin_configs_are_named_from_any_folder_and_show_progress(cache, tmp_path):
+    small = ["model_options.channels=[4, 4, 4]", "model_options.head_hidden=8", "data.window=20",
+             "optim.epochs=1", "log.plot=false", "log.tensorboard=false", f"data.cache={cache}"]
+    for k, name in enumerate(("synthetic/audio", "configs/synthetic/audio.yaml")):
+        res = _cli("train", name, *small, "--out", str(tmp_path / f"r{k}"), cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert "epoch 1: train loss" in res.stderr  # the synthetic configs show progress while training
+    res = _cli("train", "synthetic/nothing", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert res.returncode == 2
+    _one_line_error(res.stderr, "synthetic/nothing", "built-in: ", "synthetic/audio")
+
+
+def test_builtin_configs_ship_in_the_wheel(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(root)], capture_output=True, text=True, timeout=600)
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    site = tmp_path / "site"
+    wheel = next((tmp_path / "dist").glob("mmaffect-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    code = ("import mmaffect, sys; from mmaffect.config import builtin_names, load_config\n"
+            "assert mmaffect.__file__.startswith(sys.argv[1]), mmaffect.__file__\n"
+            "names = builtin_names(); print(names)\n"
+            "assert all(load_config(n) for n in names)")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    res = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "synthetic/fusion" in res.stdout and "pretrain_faces" in res.stdout
 
 
 # --------------------------------------------------------------------------- 14. command line
@@ -658,3 +740,138 @@ def test_transcript_turns_past_the_end_are_refused_by_prepare_as_by_predict(corp
     transcript.write_text((corpus / "transcriptions" / "Train_01.csv").read_text() + "3.50;4.30;'late'\n")
     assert cli_main(["prepare", str(late), "--out", str(tmp_path / "c"), "--quiet", "--sessions", "Train_01",
                      "audio.vad=energy", "faces.enabled=false"]) == 0
+
+
+# --------------------------------------------------------------------------- fault injection: random kills, real rivals
+# The moments are drawn at random (MMAFFECT_FAULT_SEED fixes them; the drawn value is in the assertion
+# messages), so repeated CI runs probe different points of each command.
+
+_FAULTS = np.random.default_rng(int(os.environ.get("MMAFFECT_FAULT_SEED", time.time_ns() % 2**32)))
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def _weights(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_kill_9_of_prepare_workers_at_a_random_moment(corpus, cache, tmp_path):
+    out = tmp_path / "c"
+    delay = float(_FAULTS.uniform(0.0, 4.0))
+    proc = subprocess.Popen([sys.executable, "-m", "mmaffect.cli", "prepare", str(corpus), "--out", str(out),
+                             "--quiet", "--workers", "2", *PREP], env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: len(_session_members(proc.pid)) >= 3, 120, proc)  # parent + 2 workers
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _wait_for(lambda: not _session_members(proc.pid), 30)
+    left = _session_members(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"orphans after a kill {delay:.2f} s after the workers started: {left}"
+    res = _cli("prepare", str(corpus), "--out", str(out), "--quiet", *PREP)
+    assert res.returncode == 0, res.stderr
+    assert not [p for p in out.rglob(".*") if p.is_file() and p.parent.name != ".locks"]
+    ref = {s.name: s for s in Cache(cache).sessions()}
+    for s in Cache(out).sessions():  # nothing lost, nothing mixed: the arrays of a clean prepare
+        a, b = s.load(), ref[s.name].load()
+        assert a.keys() == b.keys(), delay
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"kill at +{delay:.2f} s: {s.name} {k}")
+
+
+def test_kill_9_of_train_at_a_random_moment_then_resume(cache, tmp_path):
+    cfg = _train_yaml(tmp_path, cache, seed=3)
+    ref = tmp_path / "ref"
+    t0 = time.monotonic()
+    res = _cli("train", str(cfg), "--out", str(ref), "--quiet", "optim.epochs=3")
+    assert res.returncode == 0, res.stderr
+    delay = float(_FAULTS.uniform(0.5, max(1.0, time.monotonic() - t0)))
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "mmaffect.cli", "train", str(cfg), "--out", str(out), "--quiet",
+                             "optim.epochs=3"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resume = ["--resume"] if (out / "last.pt").exists() else []
+    res = _cli("train", str(cfg), "--out", str(out), "--quiet", "optim.epochs=3", *resume)
+    assert res.returncode == 0, f"kill at +{delay:.2f} s: {res.stderr}"
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.suffix == ".pt"]
+    a, b = _weights(ref / "last.pt"), _weights(out / "last.pt")
+    for k in a:  # the interrupted run ends with the weights of the uninterrupted one
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), f"kill at +{delay:.2f} s: {k} differs"
+
+
+def test_two_real_trains_into_one_run_folder(cache, tmp_path):
+    from filelock import FileLock, Timeout
+
+    out = tmp_path / "r"
+    first = subprocess.Popen([sys.executable, "-m", "mmaffect.cli", "train", str(_train_yaml(tmp_path, cache, seed=1)),
+                              "--out", str(out), "--quiet", "optim.epochs=100000"], env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def held() -> bool:
+        if not (out / ".lock").exists():
+            return False
+        try:
+            FileLock(out / ".lock").acquire(timeout=0)
+        except Timeout:
+            return True
+        FileLock(out / ".lock").release()
+        return False
+
+    assert _wait_for(held, 120, first), "the first train never held its run folder"
+    other = tmp_path / "other"
+    other.mkdir()
+    second = _cli("train", str(_train_yaml(other, cache, seed=2)), "--out", str(out), "--quiet")
+    assert second.returncode == 2
+    _one_line_error(second.stderr, str(out), "another process")
+    assert first.poll() is None, first.stderr.read()  # still training: the refusal was the lock's
+    assert _wait_for(lambda: (out / "best.pt").exists(), 300, first)
+    first.kill()
+    first.wait()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 1  # one run's files only: config, last.pt and best.pt of the first
+    import torch
+
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["config"]["seed"] == 1 and torch.load(out / "best.pt", weights_only=True)["config"]["seed"] == 1
+
+
+def test_unwritable_and_full_output_of_evaluate_viz_and_tune(run, tmp_path):
+    r = Path(shutil.copytree(run, tmp_path / "r"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = blocker / "out"
+    tune_cfg = _train_yaml(tmp_path, Cache(yaml.safe_load((r / "config.yaml").read_text())["data"]["cache"]).root)
+    unwritable = {
+        "evaluate": ["evaluate", str(r / "best.pt"), "--out", str(bad)],
+        "tune": ["tune", str(tune_cfg), "--trials", "1", "--out", str(bad), "--quiet"],
+    }
+    for name, args in unwritable.items():
+        res = _cli(*args)
+        assert res.returncode == 2, (name, res.stderr[-2000:])
+        _one_line_error(res.stderr, f"mmaffect {name}: error:", str(blocker))
+    res = _cli("evaluate", str(r), fsize=100)  # writes RUN/eval/: the disk fills
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect evaluate: error:", str(r))
+    assert _cli("evaluate", str(r)).returncode == 0  # with space it completes
+    res = _cli("viz", "traces", str(r), "--out", str(bad))
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect viz: error:", str(blocker))
+    res = _cli("viz", "traces", str(r), "--out", str(tmp_path / "v"), fsize=100)
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect viz: error:", str(tmp_path / "v"))

@@ -1,4 +1,4 @@
-"""Tests of the synthetic SEWA-layout corpus (mmaffect.data.synthetic, mmaffect.data.face_render)."""
+"""Tests of the synthetic SEWA-layout corpus (mmaffect.data.writers.synthetic, mmaffect.data.writers.face_render)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mmaffect.data.face_render import FaceParams, FaceRenderer, detect_faces, haar_detector
-from mmaffect.data.synthetic import (
+from mmaffect.data.writers.face_render import FaceParams, FaceRenderer, detect_faces, haar_detector
+from mmaffect.data.writers.synthetic import (
     AUDIO_SAMPLE_RATE,
     SYNTH_VERSION,
     FOLDERS,

@@ -25,7 +25,7 @@ from mmaffect.data.cache import Cache, write_stream
 from mmaffect.errors import ConfigError
 from mmaffect.preprocess.pipeline import default_prepare_config
 from mmaffect.training import trainer as trainer_mod
-from mmaffect.training.checkpoint import load_checkpoint
+from mmaffect.checkpoints import load_checkpoint
 from mmaffect.cli import main as cli_main
 from mmaffect.training.evaluate import (
     RecordingPrediction,

@@ -27,7 +27,7 @@ from mmaffect.errors import ConfigError, DataError
 from mmaffect.models import create_model
 from mmaffect.models.zoo import tiny_overrides
 from mmaffect.preprocess.pipeline import default_prepare_config
-from mmaffect.training.checkpoint import plain, save_checkpoint
+from mmaffect.checkpoints import plain, save_checkpoint
 from mmaffect.training.evaluate import evaluate_run
 from mmaffect.training.trainer import load_train_config
 from mmaffect.viz.attention import (

@@ -4,11 +4,12 @@ Implements Tzirakis, Chen, Zafeiriou & Schuller, "End-to-end multimodal affect
 recognition in real-world environments", Information Fusion 2021.
 """
 
-__version__ = "0.1.0"
+from mmaffect.inference.figures import set_figure_writer as _set_figure_writer
+from mmaffect.version import __version__  # noqa: F401 - re-exported as mmaffect.__version__
 
 
 def load(checkpoint=None, *, device=None):  # noqa: ANN001, ANN201 - thin lazy alias
-    """A predictor for a trained checkpoint: see :func:`mmaffect.inference.predictor.load`.
+    """A predictor for a trained checkpoint: see :func:`mmaffect.inference.loading.load`.
 
     ``mmaffect.load("runs/x/best.pt").predict(video="talk.mp4")`` returns a
     DataFrame of arousal and valence at 10 Hz; ``mmaffect.load()`` uses the
@@ -16,6 +17,18 @@ def load(checkpoint=None, *, device=None):  # noqa: ANN001, ANN201 - thin lazy a
     one (research use only). (Imported lazily, so that ``import mmaffect``
     stays light.)
     """
-    from mmaffect.inference.predictor import load as _load
+    from mmaffect.inference.loading import load as _load
 
     return _load(checkpoint, device=device)
+
+
+def _write_session_figures(result, **options):  # noqa: ANN001, ANN201 - thin lazy alias
+    """:func:`mmaffect.viz.report.write_session_figures`, imported when the first figure is drawn."""
+    from mmaffect.viz.report import write_session_figures
+
+    return write_session_figures(result, **options)
+
+
+# The package root is the top layer: it gives inference (below viz) its figure writer
+# (mmaffect.inference.figures; docs/architecture.md).
+_set_figure_writer(_write_session_figures)

@@ -28,7 +28,7 @@ from mmaffect.training.cli_commands import (
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from mmaffect.data.synthetic import synthesize
+    from mmaffect.data.writers.synthetic import synthesize
 
     report = synthesize(Path(args.out), n_train=args.train, n_devel=args.devel, n_test=args.test,
                         duration=args.duration, width=args.width, height=args.height, fps=args.fps,
@@ -102,7 +102,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_adapt(args: argparse.Namespace) -> None:
-    from mmaffect.data.adapters import ADAPTERS, shared_data_root
+    from mmaffect.data.sources import shared_data_root
+    from mmaffect.data.writers.adapters import ADAPTERS
 
     if args.corpus == "composite":
         _cmd_adapt_composite(args)
@@ -128,8 +129,8 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
 
 
 def _cmd_adapt_composite(args: argparse.Namespace) -> None:
-    from mmaffect.data.adapters import shared_data_root
-    from mmaffect.data.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS, PLAIN, adapt_composite, parse_option
+    from mmaffect.data.sources import shared_data_root
+    from mmaffect.data.writers.composite import DEFAULT_SECONDS, DEFAULT_SESSIONS, PLAIN, adapt_composite, parse_option
 
     for name in ("limit", "words_per_second", "pause"):
         if getattr(args, name) is not None:
@@ -272,28 +273,54 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {reason}{hint}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    parser = build_parser()
-    # key=value overrides may stand anywhere after the subcommand
-    args, extra = parser.parse_known_args(argv)
+def _split_extra(extra: list[str]) -> tuple[list[str], list[str]]:
+    """The arguments argparse did not recognise, split into ``key=value`` overrides and the rest."""
     overrides = [e for e in extra if "=" in e and not e.startswith("-")]
     rest = [e for e in extra if e not in overrides]
-    if rest or (overrides and not hasattr(args, "overrides")):
-        sub = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
-        bad = [e for e in rest if not e.startswith("-") and "." in e]
-        if bad and hasattr(args, "overrides"):
-            sub.error(f"override {bad[0]!r} is not of the form key=value")
-        sub.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
-    if hasattr(args, "overrides"):
+    return overrides, rest
+
+
+def _reject_extra(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: list[str],
+                  overrides: list[str]) -> None:
+    """Exit with the subcommand's usage error (status 2) for arguments it does not take."""
+    sub = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
+    bad = [e for e in rest if not e.startswith("-") and "." in e]
+    if bad and hasattr(args, "overrides"):
+        sub.error(f"override {bad[0]!r} is not of the form key=value")
+    sub.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+
+
+def _apply_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Add the ``key=value`` overrides among ``extra`` (they may stand anywhere after the subcommand) to
+    ``args.overrides``; any other unrecognised argument is a usage error."""
+    overrides, rest = _split_extra(extra)
+    takes_overrides = hasattr(args, "overrides")
+    if rest or (overrides and not takes_overrides):
+        _reject_extra(parser, args, rest, overrides)
+    if takes_overrides:
         args.overrides = list(args.overrides or []) + overrides
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    """Print ``mmaffect COMMAND: error: MESSAGE`` on stderr; the exit status of a user error (2)."""
+    print(f"mmaffect {args.command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _libsndfile_line(exc: RuntimeError) -> str:
+    """The one-line message of a libsndfile failure (which is no OSError)."""
+    reason = str(exc).strip().rstrip(".") or "error"
+    return (f"reading or writing a sound file failed (libsndfile: {reason}; "
+            "a full disk or an unwritable temporary folder?)")
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed subcommand; its exit status, with user and I/O errors reported in one line."""
     try:
         args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
     except MMAffectError as exc:
-        print(f"mmaffect {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args, str(exc))
     except BrokenPipeError:
         # The reader went away (`mmaffect pretrained | head -1`): stop quietly, as a shell tool does.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -301,19 +328,27 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as exc:
         # Output I/O (read-only folder, full disk, permissions) and unreadable files outside the data readers.
-        print(f"mmaffect {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
-        return 2
+        return _error(args, _os_error_line(exc))
     except RuntimeError as exc:
         if type(exc).__name__ != "LibsndfileError":  # libsndfile's I/O failures are not OSErrors
             raise
-        reason = str(exc).strip().rstrip(".") or "error"
-        print(f"mmaffect {args.command}: error: reading or writing a sound file failed (libsndfile: {reason}; "
-              "a full disk or an unwritable temporary folder?)", file=sys.stderr)
-        return 2
+        return _error(args, _libsndfile_line(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``mmaffect ARGV``; the exit status (2: a usage, user or I/O error, 130: interrupted, 141: the
+    reader of the output went away)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    # key=value overrides may stand anywhere after the subcommand
+    args, extra = parser.parse_known_args(argv)
+    _apply_overrides(parser, args, extra)
+    return _run_command(args)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class TrainOptimSection(_Section):
     epochs: Int = F("a positive integer", ge=1)
     grad_clip: Real | None = F("a number > 0 or null (no clipping)", gt=0)
     patience: Int | None = F("a positive integer or null (never stop early)", ge=1)
-    scheduler: Literal["none", "plateau"] = F("none or plateau")
+    scheduler: Literal["none", "plateau", "warmup-cosine"] = F("none, plateau or warmup-cosine")
 
 
 class LogSection(_Section):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from mmaffect.config import load_config
 from mmaffect.data.readers import read_corpus
-from mmaffect.data.synthetic import SYNTH_VERSION, synthesize
+from mmaffect.data.writers.synthetic import SYNTH_VERSION, synthesize
 from mmaffect.preprocess.pipeline import prepare
 from mmaffect.training.study import StudyResult
 

@@ -1,4 +1,4 @@
-"""Data layer: session records, corpus readers, synthetic corpus, adapters, cache."""
+"""Data layer: session records, corpus readers (SEWA, generic, EmoDB/EmoBank/FER+ sources), cache; corpus writers (synthetic, composite, adapters) in ``writers``."""
 
 from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Labels, Session, Turn, frame_times
 

@@ -314,7 +314,7 @@ class Cache:
         folder = self.root / session
         removed = []
         if folder.is_dir():
-            for f in self._temp_files(folder, ".*.h5"):
+            for f in self._temp_files(folder, ".*.h5") + self._temp_files(folder, ".*.wav"):
                 f.unlink(missing_ok=True)
                 removed.append(f)
         return removed
@@ -333,7 +333,7 @@ class Cache:
                 f.unlink(missing_ok=True)
                 removed.append(f)
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if not self._temp_files(folder, ".*.h5"):
+            if not (self._temp_files(folder, ".*.h5") or self._temp_files(folder, ".*.wav")):
                 continue
             lock = self.session_lock(folder.name)
             try:

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from mmaffect.data.cache import CachedSession, read_stream
+from mmaffect.data.pcm import from_pcm16, interlocutor_vector, to_pcm16
 from mmaffect.data.session import DIMENSIONS
-from mmaffect.preprocess.audio import interlocutor_vector
 
 MODALITIES = ("text", "audio", "visual")
 _STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
@@ -114,8 +114,6 @@ def augment_frames(frames: np.ndarray, augment: Callable[[np.ndarray, np.random.
     The frames of a window are consecutive 100 ms pieces of the recording, so
     they are joined into one waveform, augmented as a whole, and cut again.
     """
-    from mmaffect.preprocess.audio import from_pcm16, to_pcm16
-
     n, f = frames.shape
     wave = augment(from_pcm16(frames).reshape(-1), rng)
     return to_pcm16(wave.reshape(n, f))
@@ -181,7 +179,7 @@ def frames_to_item(
     if "audio" in modalities:
         if "audio" in streams:
             a = streams["audio"]
-            wave = a["audio"].astype(np.float32) / 32768.0
+            wave = from_pcm16(a["audio"])
             item["audio"] = torch.from_numpy(interlocutor_vector(wave, a["audio_target"]))
             item["audio_mask"] = torch.from_numpy(np.asarray(a["audio_mask"], bool))
         else:

@@ -127,6 +127,60 @@ def read_generic_session(folder: Path, *, partition: str | None = None) -> Sessi
     )
 
 
+def _chosen_partitions(partitions: Sequence[str] | str | None) -> set[str] | None:
+    """The requested partitions, lower-cased (None: all)."""
+    if partitions is None:
+        return None
+    return {p.lower() for p in ([partitions] if isinstance(partitions, str) else partitions)}
+
+
+def _check_splits_match_folders(root: Path, splits: dict[str, tuple[str, int]], folders: Sequence[Path],
+                                splits_path: Path) -> None:
+    """Every session listed in ``splits.csv`` has a folder, and every folder is listed."""
+    names = {f.name for f in folders}
+    for session, (_, row) in splits.items():
+        if session not in names:
+            raise DataError(
+                f"session {session!r} has no folder {root / session}", path=splits_path, row=row
+            )
+    for folder in folders:
+        if folder.name not in splits:
+            raise DataError(
+                f"session folder {folder.name!r} is not listed (add a row "
+                f"'{folder.name},<train|devel|test>')",
+                path=splits_path,
+            )
+
+
+def _check_partitions_known(chosen: set[str], splits: dict[str, tuple[str, int]], splits_path: Path) -> None:
+    """Every chosen partition has a session in ``splits.csv``."""
+    known = {part for part, _ in splits.values()}
+    if not chosen <= known:
+        raise DataError(
+            f"no session in partition(s) {', '.join(sorted(chosen - known))} "
+            f"(partitions: {', '.join(sorted(known))})",
+            path=splits_path,
+        )
+
+
+def _read_checked_splits(root: Path, folders: Sequence[Path],
+                         chosen: set[str] | None) -> dict[str, tuple[str, int]] | None:
+    """``splits.csv`` of ``root`` (None without one), checked against the session folders and the chosen
+    partitions (choosing partitions needs the file)."""
+    splits_path = root / SPLITS_FILE
+    splits = read_splits_csv(splits_path) if splits_path.is_file() else None
+    if chosen is not None and splits is None:
+        raise DataError(
+            f"cannot select partitions {', '.join(sorted(chosen))}: no {SPLITS_FILE}",
+            path=splits_path,
+        )
+    if splits is not None:
+        _check_splits_match_folders(root, splits, folders, splits_path)
+    if chosen is not None and splits is not None:
+        _check_partitions_known(chosen, splits, splits_path)
+    return splits
+
+
 def read_generic(root: Path, *, partitions: Sequence[str] | None = None) -> list[Session]:
     """Read a corpus in the generic layout; sessions sorted by name.
 
@@ -138,39 +192,11 @@ def read_generic(root: Path, *, partitions: Sequence[str] | None = None) -> list
     root = Path(root)
     if not root.is_dir():
         raise DataError("corpus folder does not exist", path=root)
-    chosen = None if partitions is None else {p.lower() for p in ([partitions] if isinstance(partitions, str) else partitions)}
+    chosen = _chosen_partitions(partitions)
     folders = session_folders(root)
     if not folders:
         raise DataError("no session folders found (expected <root>/<session>/...)", path=root)
-    splits_path = root / SPLITS_FILE
-    splits = read_splits_csv(splits_path) if splits_path.is_file() else None
-    if chosen is not None and splits is None:
-        raise DataError(
-            f"cannot select partitions {', '.join(sorted(chosen))}: no {SPLITS_FILE}",
-            path=splits_path,
-        )
-    names = {f.name for f in folders}
-    if splits is not None:
-        for session, (_, row) in splits.items():
-            if session not in names:
-                raise DataError(
-                    f"session {session!r} has no folder {root / session}", path=splits_path, row=row
-                )
-        for folder in folders:
-            if folder.name not in splits:
-                raise DataError(
-                    f"session folder {folder.name!r} is not listed (add a row "
-                    f"'{folder.name},<train|devel|test>')",
-                    path=splits_path,
-                )
-    if chosen is not None and splits is not None:
-        known = {part for part, _ in splits.values()}
-        if not chosen <= known:
-            raise DataError(
-                f"no session in partition(s) {', '.join(sorted(chosen - known))} "
-                f"(partitions: {', '.join(sorted(known))})",
-                path=splits_path,
-            )
+    splits = _read_checked_splits(root, folders, chosen)
     sessions = []
     for folder in folders:
         partition = None if splits is None else splits[folder.name][0]

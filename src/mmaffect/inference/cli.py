@@ -4,34 +4,16 @@ expressions of faces in videos or images (face models)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmaffect.checkpoints import ENV_CHECKPOINT, default_checkpoint
 from mmaffect.errors import ConfigError, DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma")
-ENV_CHECKPOINT = "MMAFFECT_CHECKPOINT"
-
-
-def default_checkpoint() -> Path:
-    """The checkpoint used when ``--checkpoint`` is not given: ``$MMAFFECT_CHECKPOINT``, else the
-    shipped default model (:mod:`mmaffect.inference.pretrained`)."""
-    from mmaffect.inference.pretrained import PREFIX, default_model, resolve
-
-    env = os.environ.get(ENV_CHECKPOINT)
-    if env:
-        return resolve(env, kind="predict")
-    model = default_model()
-    if model is not None:
-        return resolve(PREFIX + model.name, kind="predict")
-    raise ConfigError(
-        "no --checkpoint given and no default model is installed: pass --checkpoint RUN/best.pt "
-        f"(e.g. demo_output/runs/seed0/fusion-hierarchical/best.pt after `make demo`) or set {ENV_CHECKPOINT}"
-    )
 
 
 def _float_list(text: str) -> list[float]:
@@ -137,31 +119,9 @@ def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[Job]:
     ``<stem>.wav|.flac|.ogg`` (audio) from it when present. Loose image files
     make one job named ``images``.
     """
-    jobs: list[Job] = []
-    loose: list[Path] = []
-    for item in inputs:
-        if not item.exists():
-            raise ConfigError(f"{item}: no such file or folder")
-        if item.is_dir():
-            jobs += _folder_jobs(item)
-        elif _media_kind(item) == "image":
-            loose.append(item)
-        elif _media_kind(item) == "audio":
-            jobs.append(Job(name=item.stem, audio=item))
-        else:
-            jobs.append(Job(name=item.stem, video=item))
-    if loose:
-        jobs.append(Job(name="images", images=tuple(loose)))
     if not inputs:
-        if sides.get("audio") is not None:
-            raise ConfigError("--audio replaces a video's sound track: give the audio file itself as the input")
-        jobs = _transcript_jobs(sides.get("transcript"))
-        turns = sides.get("turns")
-        if len(jobs) > 1 and turns is not None and not turns.is_dir():
-            raise ConfigError(f"{turns}: with several transcripts, --turns must be a folder of "
-                              f"<transcript stem>{'|'.join(COMPANIONS['turns'])} files")
-        return [Job(name=j.name, sides={**j.sides, "turns": _companion(turns, j.name, COMPANIONS["turns"])
-                                        if turns is not None and turns.is_dir() else turns}) for j in jobs]
+        return _transcript_plan(sides)
+    jobs = _input_jobs(inputs)
     several = len(jobs) > 1
     for name, path in sides.items():
         if path is not None and several and not path.is_dir():
@@ -184,13 +144,47 @@ def plan_inputs(inputs: list[Path], sides: dict[str, Path | None]) -> list[Job]:
     return planned
 
 
+def _input_jobs(inputs: list[Path]) -> list[Job]:
+    """A job per video or audio file (given, or in a given folder), one per folder of images and one
+    for the loose image files."""
+    jobs: list[Job] = []
+    loose: list[Path] = []
+    for item in inputs:
+        if not item.exists():
+            raise ConfigError(f"{item}: no such file or folder")
+        if item.is_dir():
+            jobs += _folder_jobs(item)
+        elif _media_kind(item) == "image":
+            loose.append(item)
+        elif _media_kind(item) == "audio":
+            jobs.append(Job(name=item.stem, audio=item))
+        else:
+            jobs.append(Job(name=item.stem, video=item))
+    if loose:
+        jobs.append(Job(name="images", images=tuple(loose)))
+    return jobs
+
+
+def _transcript_plan(sides: dict[str, Path | None]) -> list[Job]:
+    """The jobs without a positional input: one per transcript, each with its turns file."""
+    if sides.get("audio") is not None:
+        raise ConfigError("--audio replaces a video's sound track: give the audio file itself as the input")
+    jobs = _transcript_jobs(sides.get("transcript"))
+    turns = sides.get("turns")
+    if len(jobs) > 1 and turns is not None and not turns.is_dir():
+        raise ConfigError(f"{turns}: with several transcripts, --turns must be a folder of "
+                          f"<transcript stem>{'|'.join(COMPANIONS['turns'])} files")
+    return [Job(name=j.name, sides={**j.sides, "turns": _companion(turns, j.name, COMPANIONS["turns"])
+                                    if turns is not None and turns.is_dir() else turns}) for j in jobs]
+
+
 def load_predictor(checkpoint: str | None, *, device: str | None = None) -> Any:
     """A :class:`~mmaffect.inference.faces.FacePredictor` for face models (``pretrain-faces``
     classifiers, shipped ``branch`` face models, visual-only runs), else a
     :class:`~mmaffect.inference.predictor.Predictor`."""
+    from mmaffect.checkpoints import load_checkpoint
     from mmaffect.inference.faces import FacePredictor, checkpoint_file, is_face_checkpoint
     from mmaffect.inference.predictor import Predictor
-    from mmaffect.training.checkpoint import load_checkpoint
 
     path = checkpoint_file(checkpoint) if checkpoint else default_checkpoint()
     if is_face_checkpoint(load_checkpoint(path)):
@@ -226,7 +220,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             raise ConfigError(f"{images[0].source}: images are for face models (a pretrain-faces model.pt, "
                               f"pretrained:ferplus-hrnet3, a visual-only run); {predictor.model_name!r} reads "
                               f"{'+'.join(predictor.modalities)}")
-    from mmaffect.inference.pretrained import shipped_terms
+    from mmaffect.checkpoints import shipped_terms
 
     terms = shipped_terms(predictor.source)
     if terms:

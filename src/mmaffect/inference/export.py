@@ -56,9 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmaffect import __version__
+from mmaffect.data.pcm import PCM_SCALE
 from mmaffect.errors import ConfigError
 from mmaffect.utils.io import atomic_path, atomic_write_json
+from mmaffect.version import __version__
 
 if TYPE_CHECKING:  # torch and numpy are imported where used: `mmaffect --help` stays fast
     import numpy as np
@@ -376,7 +377,7 @@ def _modality_input_specs(modality: str, sizes: Mapping[str, int]) -> list[dict[
     if modality == "audio":
         return [
             {"name": "audio", "shape": ["batch", "time", sizes["frame_samples"]], "dtype": "float32",
-             "meaning": "interlocutor vector: 100 ms of PCM / 32768 in the first half when the target "
+             "meaning": f"interlocutor vector: 100 ms of int16 PCM / {PCM_SCALE:.0f} in the first half when the target "
                         "speaks, else in the second half, the other half zeros"},
             {"name": "audio_mask", "shape": ["batch", "time"], "dtype": "bool", "meaning": "the frame has audio"},
         ]
@@ -505,7 +506,7 @@ def _require_export_deps() -> Any:
 
 def _load(checkpoint: Any) -> tuple[dict[str, Any], str]:
     """The checkpoint dict and a label for messages; a run folder means its ``best.pt``."""
-    from mmaffect.training.checkpoint import load_checkpoint
+    from mmaffect.checkpoints import load_checkpoint
 
     if isinstance(checkpoint, (str, Path)):
         path = Path(checkpoint)
@@ -520,7 +521,7 @@ def _load(checkpoint: Any) -> tuple[dict[str, Any], str]:
 
 def _build(ckpt: Mapping[str, Any], label: str) -> nn.Module:
     """The checkpoint's registered model with its weights, in eval mode (ConfigError when they do not fit)."""
-    from mmaffect.training.evaluate import build_model_from_checkpoint
+    from mmaffect.checkpoints import build_model_from_checkpoint
 
     config = ckpt.get("config")
     if not isinstance(config, Mapping) or not config.get("model_name"):
@@ -614,6 +615,148 @@ def _attention_specs(names: Sequence[str], tensors: Sequence[torch.Tensor], pref
     return specs
 
 
+def _requested_parts(parts: Sequence[str], modalities: Sequence[str], model_name: Any, label: str) -> list[str]:
+    """The parts to export, in order and without repeats (``all`` = the model and every branch).
+
+    Raises ConfigError for an unknown part or a branch the model does not have."""
+    wanted = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    if "all" in wanted:
+        wanted = ["model", *modalities]
+    unknown = [p for p in wanted if p not in PARTS]
+    if unknown or not wanted:
+        raise ConfigError(f"unknown export part(s) {unknown or parts!r}; choose from {', '.join(PARTS)} or all")
+    missing = [p for p in wanted if p != "model" and p not in modalities]
+    if missing:
+        raise ConfigError(f"{label}: model {model_name!r} has no {', '.join(missing)} branch "
+                          f"(its modalities: {', '.join(modalities)})")
+    return wanted
+
+
+def _graph_sizes(name: str, options: Mapping[str, Any], prepare: Any,
+                 modalities: Sequence[str]) -> tuple[dict[str, Any], int]:
+    """The input sizes of the graphs (``input_options`` of the model) and the word slots of the examples."""
+    from mmaffect.models.zoo import input_options
+
+    image_default = int((prepare.get("faces") or {}).get("size", 96)) if isinstance(prepare, Mapping) else 96
+    sizes = input_options(name, dict(options), image_size=image_default)
+    # The graph takes the crops the model saw in training and sees in `predict`: the prepared size
+    # (a checkpoint from before training refused a differing model_options.image_size may say otherwise).
+    if "visual" in modalities and isinstance(prepare, Mapping) and (prepare.get("faces") or {}).get("size"):
+        sizes["image_size"] = image_default
+    words = int((prepare.get("text") or {}).get("max_words", 30)) if isinstance(prepare, Mapping) else 30
+    return sizes, max(2, min(words, 30))
+
+
+@dataclass
+class _Graph:
+    """One graph to export: the module to trace, the example arguments it is traced on, and the
+    specs (name, shape, dtype) of its inputs and outputs."""
+
+    module: nn.Module
+    args: tuple[torch.Tensor, ...]
+    specs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+def _model_graph(traced_model: TraceableModel, model: nn.Module, sizes: Mapping[str, Any],
+                 example: Mapping[str, torch.Tensor], batch: int) -> _Graph:
+    """The whole network: every modality's inputs, ``mask`` and the LSTM state in; ``pred``, the state
+    out and the attention tensors out."""
+    import torch
+
+    h0, c0 = (torch.from_numpy(a) for a in initial_state(model, batch))
+    state_shape = [int(model.head.layers), "batch", int(model.head.hidden)]
+    module = traced_model.module()
+    specs = [s for m in traced_model.modalities for s in _modality_input_specs(m, sizes)]
+    specs += [_MASK_SPEC,
+              {"name": "h0", "shape": state_shape, "dtype": "float32",
+               "meaning": "LSTM hidden state carried in (zeros for a new recording)"},
+              {"name": "c0", "shape": state_shape, "dtype": "float32",
+               "meaning": "LSTM cell state carried in (zeros for a new recording)"}]
+    with torch.no_grad():
+        args = (*[example[s["name"]] for s in specs[:-2]], h0, c0)
+        first = traced_model(*args)
+    outputs = [{"name": "pred", "shape": ["batch", "time", int(first[0].shape[-1])], "dtype": "float32",
+                "meaning": "arousal, valence per frame (0 on padding)"},
+               {"name": "h_n", "shape": state_shape, "dtype": "float32",
+                "meaning": "LSTM hidden state after each sequence's last real frame"},
+               {"name": "c_n", "shape": state_shape, "dtype": "float32", "meaning": "LSTM cell state"}]
+    outputs += _attention_specs(traced_model.attention_names, first[3:], "attention.")
+    return _Graph(module, args, specs, outputs)
+
+
+def _branch_graph(traced_model: TraceableModel, part: str, sizes: Mapping[str, Any],
+                  example: Mapping[str, torch.Tensor]) -> _Graph:
+    """The ``part`` branch: its modality's inputs and ``mask`` in; ``features``, ``present`` and its
+    attention tensors out."""
+    import torch
+
+    traceable = traced_model.branches[part]
+    branch = traceable.branch
+    module = traceable.module()
+    specs = [*_modality_input_specs(part, sizes), _MASK_SPEC]
+    with torch.no_grad():
+        args = tuple(example[s["name"]] for s in specs)
+        first = traceable(*args)
+    outputs = [{"name": "features", "shape": ["batch", "time", int(branch.out_dim)], "dtype": "float32"},
+               {"name": "present", "shape": ["batch", "time"], "dtype": "bool"}]
+    outputs += _attention_specs(traceable.attention_names, first[2:], "attention.")
+    return _Graph(module, args, specs, outputs)
+
+
+def _trace_to(graph: _Graph, path: Path, *, part: str, opset: int, label: str) -> None:
+    """Write ``graph`` to ``path``; an exporter failure is a one-line ConfigError (not the graph dump)."""
+    try:
+        _export_module(graph.module, graph.args, path, input_specs=graph.specs, output_specs=graph.outputs,
+                       opset=opset)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not the graph dump after it
+        raise ConfigError(f"{label}: ONNX export of {part!r} failed at opset {opset}: {reason}") from exc
+
+
+def _checked_parity(ort: Any, model: nn.Module, part: str, path: Path, check: Mapping[str, torch.Tensor],
+                    graph: _Graph, *, label: str, tolerance: float) -> dict[str, float]:
+    """:func:`_verify` the file at ``path``; raises ConfigError when an output differs by more than
+    ``tolerance``."""
+    parity = _verify(ort, model, part, path, check, graph.specs, graph.outputs, label)
+    worst = max(parity.values())
+    if not worst <= tolerance:
+        raise ConfigError(f"{label}: {part}.onnx differs from PyTorch by {worst:.3g} "
+                          f"(tolerance {tolerance:g}); outputs: {parity}")
+    return parity
+
+
+def _preprocessing_meta(ckpt: Mapping[str, Any], label: str, model: nn.Module, *, prepare: Any,
+                        modalities: Sequence[str], sizes: Mapping[str, Any], opset: int,
+                        parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The content of ``preprocessing.json`` (see the module docstring)."""
+    import torch
+
+    config = ckpt["config"]
+    data = dict(config.get("data") or {})
+    text_prep = (prepare.get("text") or {}) if isinstance(prepare, Mapping) else {}
+    return {
+        "format": PREPROCESSING_FORMAT,
+        "mmaffect_version": __version__,
+        "torch_version": torch.__version__,
+        "opset": opset,
+        "model_name": str(config["model_name"]),
+        "model_options": dict(config.get("model_options") or {}),
+        "modalities": list(modalities),
+        "frame_rate_hz": float(prepare.get("label_rate", 10.0)) if isinstance(prepare, Mapping) else 10.0,
+        "annotation_delay_s": float(data.get("annotation_delay", 0.0) or 0.0),
+        "text_delay_s": text_prep.get("delay"),
+        "outputs": ["arousal", "valence"],
+        "state": {"layers": int(model.head.layers), "hidden": int(model.head.hidden)},
+        "input_sizes": {k: sizes[k] for m, k in _SIZE_OF.items() if m in modalities},
+        **({"faces": face_input_rule(sizes["image_size"], prepare)} if "visual" in modalities else {}),
+        "parts": dict(parts),
+        "prepare_config": prepare,
+        "checkpoint": {"source": label, "epoch": ckpt.get("epoch"), "best_score": ckpt.get("best_score"),
+                       "best_epoch": ckpt.get("best_epoch")},
+    }
+
+
 def export_onnx(
     checkpoint: Any,
     out_dir: str | Path,
@@ -642,116 +785,60 @@ def export_onnx(
     ConfigError. Writes ``preprocessing.json`` beside the files. Returns an
     :class:`ExportReport`.
     """
-    import torch
-
     ort = _require_export_deps()
     ckpt, label = _load(checkpoint)
     model = _build(ckpt, label)
     traced_model = TraceableModel(model)
     modalities = traced_model.modalities
-    wanted = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
-    if "all" in wanted:
-        wanted = ["model", *modalities]
-    unknown = [p for p in wanted if p not in PARTS]
-    if unknown or not wanted:
-        raise ConfigError(f"unknown export part(s) {unknown or parts!r}; choose from {', '.join(PARTS)} or all")
-    missing = [p for p in wanted if p != "model" and p not in modalities]
-    if missing:
-        raise ConfigError(f"{label}: model {ckpt['config']['model_name']!r} has no {', '.join(missing)} branch "
-                          f"(its modalities: {', '.join(modalities)})")
-
-    from mmaffect.models.zoo import input_options
-
     config = ckpt["config"]
+    wanted = _requested_parts(parts, modalities, config["model_name"], label)
     prepare = ckpt.get("prepare_config") or {}
-    name, options = str(config["model_name"]), dict(config.get("model_options") or {})
-    image_default = int((prepare.get("faces") or {}).get("size", 96)) if isinstance(prepare, Mapping) else 96
-    sizes = input_options(name, options, image_size=image_default)
-    words = int((prepare.get("text") or {}).get("max_words", 30)) if isinstance(prepare, Mapping) else 30
-    words = max(2, min(words, 30))
+    sizes, words = _graph_sizes(str(config["model_name"]), config.get("model_options") or {}, prepare, modalities)
 
     out = Path(out_dir)
     report = ExportReport(out_dir=out)
     example = _example_inputs(modalities, sizes, batch=example_batch, frames=example_frames, words=words, seed=seed)
     check = _example_inputs(modalities, sizes, batch=verify_batch, frames=verify_frames,
                             words=max(2, words - 1), seed=seed + 7)
-    h0, c0 = (torch.from_numpy(a) for a in initial_state(model, example_batch))
-    state_shape = [int(model.head.layers), "batch", int(model.head.hidden)]
     meta_parts: dict[str, Any] = {}
-
     for part in wanted:
         if part == "model":
-            module = traced_model.module()
-            specs = [s for m in modalities for s in _modality_input_specs(m, sizes)]
-            specs += [_MASK_SPEC,
-                      {"name": "h0", "shape": state_shape, "dtype": "float32",
-                       "meaning": "LSTM hidden state carried in (zeros for a new recording)"},
-                      {"name": "c0", "shape": state_shape, "dtype": "float32",
-                       "meaning": "LSTM cell state carried in (zeros for a new recording)"}]
-            with torch.no_grad():
-                args = (*[example[s["name"]] for s in specs[:-2]], h0, c0)
-                first = traced_model(*args)
-            outputs = [{"name": "pred", "shape": ["batch", "time", int(first[0].shape[-1])], "dtype": "float32",
-                        "meaning": "arousal, valence per frame (0 on padding)"},
-                       {"name": "h_n", "shape": state_shape, "dtype": "float32",
-                        "meaning": "LSTM hidden state after each sequence's last real frame"},
-                       {"name": "c_n", "shape": state_shape, "dtype": "float32", "meaning": "LSTM cell state"}]
-            outputs += _attention_specs(traced_model.attention_names, first[3:], "attention.")
+            graph = _model_graph(traced_model, model, sizes, example, example_batch)
         else:
-            traceable = traced_model.branches[part]
-            branch = traceable.branch
-            module = traceable.module()
-            specs = [*_modality_input_specs(part, sizes), _MASK_SPEC]
-            with torch.no_grad():
-                args = tuple(example[s["name"]] for s in specs)
-                first = traceable(*args)
-            outputs = [{"name": "features", "shape": ["batch", "time", int(branch.out_dim)], "dtype": "float32"},
-                       {"name": "present", "shape": ["batch", "time"], "dtype": "bool"}]
-            outputs += _attention_specs(traceable.attention_names, first[2:], "attention.")
+            graph = _branch_graph(traced_model, part, sizes, example)
         path = out / f"{part}.onnx"
-        entry: dict[str, Any] = {"file": path.name, "inputs": specs, "outputs": outputs}
+        entry: dict[str, Any] = {"file": path.name, "inputs": graph.specs, "outputs": graph.outputs}
         # The file takes its name only once it is written and verified.
         with atomic_path(path) as tmp:
-            try:
-                _export_module(module, args, tmp, input_specs=specs, output_specs=outputs, opset=opset)
-            except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not the graph dump after it
-                raise ConfigError(f"{label}: ONNX export of {part!r} failed at opset {opset}: {reason}") from exc
+            _trace_to(graph, tmp, part=part, opset=opset, label=label)
             if verify:
-                parity = _verify(ort, model, part, tmp, check, specs, outputs, label)
-                worst = max(parity.values())
-                if not worst <= tolerance:
-                    raise ConfigError(f"{label}: {part}.onnx differs from PyTorch by {worst:.3g} "
-                                      f"(tolerance {tolerance:g}); outputs: {parity}")
+                parity = _checked_parity(ort, model, part, tmp, check, graph, label=label, tolerance=tolerance)
                 report.parity[part] = parity
                 entry["verification"] = {"batch": verify_batch, "frames": verify_frames, "max_abs_diff": parity}
         report.files[part] = path
         meta_parts[part] = entry
 
-    data = dict(config.get("data") or {})
-    text_prep = (prepare.get("text") or {}) if isinstance(prepare, Mapping) else {}
-    meta = {
-        "format": PREPROCESSING_FORMAT,
-        "mmaffect_version": __version__,
-        "torch_version": torch.__version__,
-        "opset": opset,
-        "model_name": name,
-        "model_options": options,
-        "modalities": list(modalities),
-        "frame_rate_hz": float(prepare.get("label_rate", 10.0)) if isinstance(prepare, Mapping) else 10.0,
-        "annotation_delay_s": float(data.get("annotation_delay", 0.0) or 0.0),
-        "text_delay_s": text_prep.get("delay"),
-        "outputs": ["arousal", "valence"],
-        "state": {"layers": int(model.head.layers), "hidden": int(model.head.hidden)},
-        "input_sizes": {k: sizes[k] for m, k in _SIZE_OF.items() if m in modalities},
-        "parts": meta_parts,
-        "prepare_config": prepare,
-        "checkpoint": {"source": label, "epoch": ckpt.get("epoch"), "best_score": ckpt.get("best_score"),
-                       "best_epoch": ckpt.get("best_epoch")},
-    }
     report.preprocessing = out / "preprocessing.json"
-    atomic_write_json(report.preprocessing, meta)
+    atomic_write_json(report.preprocessing, _preprocessing_meta(
+        ckpt, label, model, prepare=prepare, modalities=modalities, sizes=sizes, opset=opset, parts=meta_parts))
     return report
+
+
+def face_input_rule(size: int, prepare: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How a face crop for the graph is made (``preprocessing.json`` → ``faces``), as ``prepare`` and
+    ``predict`` make it (:func:`mmaffect.preprocess.faces.crop_face`): feeding crops made any other way
+    (e.g. resized from another size) gives other numbers."""
+    faces = dict((prepare or {}).get("faces") or {}) if isinstance(prepare, Mapping) else {}
+    return {
+        "size": int(size),
+        "layout": "RGB, channels first, float32 = uint8 / 255",
+        "crop": (f"square around the detected box, side = max(w, h) × (1 + 2 × margin) with margin "
+                 f"{faces.get('margin', 0.25)}, edges replicated where it leaves the frame"),
+        "resize": f"OpenCV cv2.resize of the square to {size}×{size}: INTER_AREA when shrinking, INTER_LINEAR "
+                  "when enlarging",
+        "grey": bool(faces.get("grey", False)),
+        "detector": {k: faces[k] for k in ("detector", "detect_width", "min_face", "select") if k in faces},
+    }
 
 
 def _verify(

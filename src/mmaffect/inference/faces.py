@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmaffect import __version__
 from mmaffect.data.session import LABEL_RATE, frame_times
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.version import __version__
 
 __all__ = ["IMAGE_SUFFIXES", "FaceImageScores", "FacePrediction", "FacePredictor", "ImageFaces", "LabelledImages",
            "evaluate_face_images", "is_face_checkpoint", "list_images", "load_face_model", "read_image",
@@ -69,7 +69,7 @@ def is_face_checkpoint(ckpt: Mapping[str, Any]) -> bool:
 def checkpoint_file(spec: str | Path) -> Path:
     """``pretrained:NAME`` (any kind), a checkpoint file, or a run folder (``best.pt`` of ``train``,
     ``model.pt`` of ``pretrain-faces``) → the checkpoint file."""
-    from mmaffect.inference.pretrained import resolve
+    from mmaffect.checkpoints import resolve
 
     path = resolve(spec)
     if path.is_dir():
@@ -206,7 +206,7 @@ class FacePredictor:
     def from_checkpoint(cls, checkpoint: str | Path, *, device: str | torch.device | None = None) -> FacePredictor:
         """A ``pretrain-faces`` ``model.pt`` (or its run folder, or ``pretrained:NAME`` of a branch model)
         or a visual-only ``mmaffect train`` checkpoint."""
-        from mmaffect.training.checkpoint import load_checkpoint
+        from mmaffect.checkpoints import load_checkpoint
 
         path = checkpoint_file(checkpoint)
         ckpt = load_checkpoint(path)
@@ -377,13 +377,12 @@ class FacePredictor:
         times = frame_times(n_frames)
         f = self.face_config
         face_report = new_face_report(n_frames)
-        it = iter_faces(video, times, size=self.image_size, detect_width=int(f["detect_width"]),
-                        min_face=float(f["min_face"]), margin=float(f["margin"]), select=str(f["select"]),
-                        report=face_report)
-        from mmaffect.inference.predictor import _face_chunks
+        from mmaffect.preprocess.stream import face_chunks, face_options
 
+        # the tracker of `prepare` and `predict`, at the size this model takes
+        it = iter_faces(video, times, report=face_report, **face_options({**f, "size": self.image_size}))
         parts = []
-        for k, chunk in enumerate(_face_chunks(it, n_frames, BATCH, self.image_size)):
+        for k, chunk in enumerate(face_chunks(it, n_frames, BATCH, self.image_size)):
             start, crops, mask = k * BATCH, chunk["faces"], chunk["face_mask"]
             probs, va = self._outputs(crops[mask])
             parts.append(pd.DataFrame({"time": np.round(times[start:start + len(mask)], 6),
@@ -468,7 +467,7 @@ def read_labelled_images(source: str | Path) -> LabelledImages:
 
 
 def _read_votes_csv(path: Path) -> LabelledImages:
-    from mmaffect.data.adapters import _ferplus_keep
+    from mmaffect.data.sources import ferplus_keep as _ferplus_keep
     from mmaffect.data.proxy import EXCLUDED_VOTES
     from mmaffect.training.faces import FERPLUS_CATEGORIES
 

@@ -36,12 +36,11 @@ Example (a model trained by ``mmaffect demo`` on the synthetic corpus)::
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,14 +49,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmaffect import __version__
 from mmaffect.data.dataset import collate, frames_to_item
-from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Turn, frame_times
+from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Turn, check_turns_within, frame_times
 from mmaffect.errors import ConfigError, DataError
-from mmaffect.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+from mmaffect.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from mmaffect.utils.io import release_freed_memory
+from mmaffect.version import __version__
 
-__all__ = ["Prediction", "Predictor", "load", "read_transcript", "read_turns"]
+__all__ = ["Prediction", "Predictor", "read_transcript", "read_turns"]
 
 # Attention maps kept for figures; visual.spatial (per-frame saliency maps) is
 # left out by default because it is the one map that is large per frame.
@@ -117,17 +116,6 @@ def check_usable(model_name: str, modalities: Sequence[str], given: Mapping[str,
                           f"(it was given only {what})")
     raise ConfigError(f"{model_name!r} reads {' / '.join(_READS[m] for m in modalities)} and was given "
                       f"only {what}: give {' or '.join(_NEEDS[m] for m in modalities)}")
-
-
-def _check_times_within(turns: Sequence[Turn], duration: float, path: Path | None, what: str,
-                        tolerance: float = 0.5) -> None:
-    for k, turn in enumerate(turns):
-        if turn.end > duration + tolerance:
-            raise DataError(
-                f"{what} turn {k + 1} ({turn.start:.2f}–{turn.end:.2f} s) ends after the recording "
-                f"({duration:.2f} s): is it the transcript of another recording?",
-                path=path, time=turn.end,
-            )
 
 
 @dataclass
@@ -191,8 +179,8 @@ class Prediction:
         if not figures:
             atomic_write_text(written["report"], json.dumps(self.report, indent=2, default=str) + "\n")
             return written
-        from mmaffect.viz.attention import SessionAttention, frame_words
-        from mmaffect.viz.report import write_session_figures
+        from mmaffect.inference.attention import SessionAttention, frame_words
+        from mmaffect.inference.figures import write_session_figures
 
         modalities = tuple(self.report.get("modalities") or ())
         source = self.report.get("video") or self.report.get("audio") or self.report.get("transcript") or "recording"
@@ -260,8 +248,7 @@ class Predictor:
     def from_checkpoint(cls, checkpoint: str | Path, *, device: str | torch.device | None = None) -> Predictor:
         """Load a ``mmaffect train`` checkpoint (``best.pt``/``last.pt``, a run folder, or
         ``pretrained:NAME`` for a shipped model)."""
-        from mmaffect.inference.pretrained import resolve
-        from mmaffect.training.evaluate import build_model_from_checkpoint
+        from mmaffect.checkpoints import build_model_from_checkpoint, resolve
 
         path = resolve(checkpoint, kind="predict")
         if path.is_dir():
@@ -355,136 +342,115 @@ class Predictor:
         none; ``("",)``: all).
         """
         t0 = time.perf_counter()
-        video = Path(video) if video is not None else None
-        audio = Path(audio) if audio is not None else None
-        text_path = Path(transcript) if isinstance(transcript, (str, Path)) else None
-        words = read_transcript(transcript) if isinstance(transcript, (str, Path)) else transcript
-        turns_path = Path(turns) if isinstance(turns, (str, Path)) else None
-        target_turns = read_turns(turns) if isinstance(turns, (str, Path)) else turns
         if chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {chunk_seconds}")
-
-        cfg = self.prepare_config
-        sr = int(cfg["audio"]["sample_rate"])
-        fs = int(cfg["audio"]["frame_samples"])
-        need_audio = "audio" in self.modalities
-        need_faces = "visual" in self.modalities
-        need_text = "text" in self.modalities
-        audio_src, video_src, video_duration = self._inputs(video, audio, words, text_path)
-        report: dict[str, Any] = {"checkpoint": self.source, "model": self.model_name,
-                                  "video": str(video) if video else None,
-                                  "audio": str(audio_src) if audio_src else None,
-                                  "transcript": str(text_path) if text_path else
-                                  ("given" if words is not None else None),
-                                  "mmaffect_version": __version__,
-                                  "modalities": list(getattr(self.model, "modalities", self.modalities)),
-                                  "fusion_pairs": self._fusion_pairs()}
-
+        rec = _Recording.read(video, audio, transcript, turns)
+        audio_src, video_src, video_duration = self._inputs(rec.video, rec.audio, rec.words, rec.text_path)
+        report = self._start_report(rec, audio_src)
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
-            n_samples = 0
-            wav = Path(tmp) / "audio.wav"
-            if audio_src is not None and (need_audio or video_src is None or video_duration <= 0):
-                from mmaffect.preprocess.audio import decode_audio_to_file
-
-                n_samples = decode_audio_to_file(audio_src, wav, sample_rate=sr)
-            duration = n_samples / sr if n_samples else video_duration
-            if duration <= 0:
-                raise DataError("cannot tell the recording's duration (no audio, no video frames)",
-                                path=video or audio)
-            n_frames = int(math.floor(duration * LABEL_RATE + 1e-6))
-            if n_frames < 1:
-                raise DataError(f"recording too short for one 0.1 s frame ({duration:.3f} s)", path=video or audio)
-            times = frame_times(n_frames)
-            report.update(duration=duration, n_frames=n_frames)
-            if words is not None:
-                _check_times_within(words, duration, text_path, "transcript")
-            if target_turns is not None:
-                _check_times_within(target_turns, duration, turns_path, "turns")
-
+            wav, n_samples = self._decode(audio_src, video_src, video_duration, Path(tmp) / "audio.wav")
+            times = self._grid(rec, n_samples, video_duration, report)
             chunk = max(1, int(round(chunk_seconds * LABEL_RATE)))
-            face_iter, face_report = self._face_iterator(video_src, times) if need_faces else (None, None)
-            face_chunks = None
-            if face_iter is not None:
-                from mmaffect.preprocess.faces import _prefetch
-
-                # Face tracking runs one chunk ahead in a thread (OpenCV and FFmpeg
-                # release the GIL) while the embedder loads and the model runs.
-                face_chunks = _prefetch(_face_chunks(face_iter, n_frames, chunk, int(cfg["faces"]["size"])),
-                                        depth=1)
-            audio_reader = (_AudioReader(wav, times=times, cfg=cfg["audio"], vad_db=vad_db)
-                            if need_audio and n_samples else None)
+            streams = _Streams(self, rec, times, chunk, wav=wav if n_samples else None, video=video_src,
+                               vad_db=vad_db)
             try:
-                text_arrays = self._text_arrays(times, words) if need_text and words is not None else None
-
-                preds: list[np.ndarray] = []
-                presence: dict[str, list[np.ndarray]] = {"audio": [], "face": [], "words": []}
-                kept: dict[str, list[np.ndarray]] = {}
-                state = None
-                face_cfg = cfg["faces"]
-                starts = range(0, n_frames, chunk)
-                if progress:
-                    from tqdm.auto import tqdm
-
-                    starts = tqdm(starts, desc="predict", unit="chunk")
-                for start in starts:
-                    stop = min(n_frames, start + chunk)
-                    streams: dict[str, dict[str, np.ndarray]] = {}
-                    if audio_reader is not None:
-                        streams["audio"] = audio_reader.frames(start, stop, target_turns)
-                    if face_chunks is not None:
-                        streams["faces"] = next(face_chunks)
-                    if text_arrays is not None:
-                        streams["text"] = {"word_vectors": text_arrays["word_vectors"],
-                                           "word_index": text_arrays["word_index"][start:stop]}
-                    item = frames_to_item(streams, stop - start, modalities=self.modalities,
-                                          face_size=int(face_cfg["size"]), embed_dim=self._embed_dim(),
-                                          max_words=int(cfg["text"]["max_words"]), audio_frame=fs)
-                    batch = {k: v.to(self.device) for k, v in collate([item]).items()}
-                    out, state = self.model.forward_frames(batch, state)
-                    preds.append(out.pred[0, :, :2].float().cpu().numpy())
-                    presence["audio"].append(item["audio_mask"].numpy() if "audio_mask" in item
-                                             else np.zeros(stop - start, bool))
-                    presence["face"].append(item["face_mask"].numpy() if "face_mask" in item
-                                            else np.zeros(stop - start, bool))
-                    presence["words"].append(item["word_mask"][:, 0].numpy() if "word_mask" in item
-                                             else np.zeros(stop - start, bool))
-                    if attention is not None:
-                        for key, value in out.attention.items():
-                            if any(key.startswith(p) for p in attention):
-                                kept.setdefault(key, []).append(value[0].float().cpu().numpy())
-                    del out, batch, item, streams
-                    release_freed_memory()  # keeps the resident size flat over many chunks
+                run = self._run_chunks(streams, times, chunk, attention, progress)
             finally:
-                if face_chunks is not None:
-                    face_chunks.close()
-                if audio_reader is not None:
-                    audio_reader.file.close()
+                streams.close()
+        return self._finish(run, streams, times, report, t0)
 
+    def _start_report(self, rec: _Recording, audio_src: Path | None) -> dict[str, Any]:
+        return {"checkpoint": self.source, "model": self.model_name,
+                "video": str(rec.video) if rec.video else None,
+                "audio": str(audio_src) if audio_src else None,
+                "transcript": str(rec.text_path) if rec.text_path else ("given" if rec.words is not None else None),
+                "mmaffect_version": __version__,
+                "modalities": list(getattr(self.model, "modalities", self.modalities)),
+                "fusion_pairs": self._fusion_pairs()}
+
+    def _decode(self, audio_src: Path | None, video_src: Path | None, video_duration: float,
+                wav: Path) -> tuple[Path, int]:
+        """Decode the audio to ``wav`` when the model hears it or it alone tells the duration."""
+        if audio_src is None or not ("audio" in self.modalities or video_src is None or video_duration <= 0):
+            return wav, 0
+        from mmaffect.preprocess.audio import decode_audio_to_file
+
+        return wav, decode_audio_to_file(audio_src, wav, sample_rate=int(self.prepare_config["audio"]["sample_rate"]))
+
+    def _grid(self, rec: _Recording, n_samples: int, video_duration: float, report: dict[str, Any]) -> np.ndarray:
+        """The 10 Hz frame grid of the recording; turns past its end are refused."""
+        sr = int(self.prepare_config["audio"]["sample_rate"])
+        duration = n_samples / sr if n_samples else video_duration
+        where = rec.video or rec.audio
+        if duration <= 0:
+            raise DataError("cannot tell the recording's duration (no audio, no video frames)", path=where)
+        n_frames = int(math.floor(duration * LABEL_RATE + 1e-6))
+        if n_frames < 1:
+            raise DataError(f"recording too short for one 0.1 s frame ({duration:.3f} s)", path=where)
+        if rec.words is not None:
+            check_turns_within(rec.words, duration, path=rec.text_path, what="transcript")
+        if rec.target_turns is not None:
+            check_turns_within(rec.target_turns, duration, path=rec.turns_path, what="turns")
+        report.update(duration=duration, n_frames=n_frames)
+        return frame_times(n_frames)
+
+    def _run_chunks(self, streams: _Streams, times: np.ndarray, chunk: int, attention: Sequence[str] | None,
+                    progress: bool) -> dict[str, Any]:
+        """The model over the recording ``chunk`` frames at a time, the LSTM state carried between chunks."""
+        cfg = self.prepare_config
+        preds: list[np.ndarray] = []
+        presence: dict[str, list[np.ndarray]] = {"audio": [], "face": [], "words": []}
+        kept: dict[str, list[np.ndarray]] = {}
+        state = None
+        n_frames = len(times)
+        starts: Any = range(0, n_frames, chunk)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="chunk")
+        for start in starts:
+            stop = min(n_frames, start + chunk)
+            item = frames_to_item(streams.chunk(start, stop), stop - start, modalities=self.modalities,
+                                  face_size=int(cfg["faces"]["size"]), embed_dim=self._embed_dim(),
+                                  max_words=int(cfg["text"]["max_words"]),
+                                  audio_frame=int(cfg["audio"]["frame_samples"]))
+            batch = {k: v.to(self.device) for k, v in collate([item]).items()}
+            out, state = self.model.forward_frames(batch, state)
+            preds.append(out.pred[0, :, :2].float().cpu().numpy())
+            for flag, key, pick in (("audio", "audio_mask", None), ("face", "face_mask", None),
+                                    ("words", "word_mask", 0)):
+                value = item[key].numpy() if key in item else np.zeros(stop - start, bool)
+                presence[flag].append(value if pick is None or key not in item else value[:, pick])
+            if attention is not None:
+                for key, value in out.attention.items():
+                    if any(key.startswith(p) for p in attention):
+                        kept.setdefault(key, []).append(value[0].float().cpu().numpy())
+            del out, batch, item
+            release_freed_memory()  # keeps the resident size flat over many chunks
+        return {"preds": preds, "presence": presence, "kept": kept}
+
+    def _finish(self, run: dict[str, Any], streams: _Streams, times: np.ndarray, report: dict[str, Any],
+                t0: float) -> Prediction:
         from mmaffect.training.evaluate import align_delay
 
-        pred = align_delay(np.concatenate(preds).astype(np.float64), self.delay_frames)
-        flags = {k: np.concatenate(v) for k, v in presence.items()}
+        pred = align_delay(np.concatenate(run["preds"]).astype(np.float64), self.delay_frames)
+        flags = {k: np.concatenate(v) for k, v in run["presence"].items()}
         frame = pd.DataFrame({"time": np.round(times, 6), "arousal": pred[:, 0], "valence": pred[:, 1],
                               **{k: v.astype(np.int8) for k, v in flags.items()}})
-        if face_report is not None:
-            report["faces"] = dict(face_report)
-            if face_report["n_faces_found"] == 0:
-                report["warning"] = "no face found in the video: the visual modality is masked throughout"
+        report.update(streams.report())
         report["frames_with_audio"] = int(flags["audio"].sum())
-        if audio_reader is not None:
-            report["speech"] = {**audio_reader.report, "n_speech_frames": audio_reader.n_speech,
-                                "speech_fraction": round(audio_reader.n_speech / max(n_frames, 1), 4)}
         report["frames_with_face"] = int(flags["face"].sum())
         report["frames_with_words"] = int(flags["words"].sum())
-        if text_arrays is not None:
-            report["text"] = text_arrays["report"]
+        text = streams.text
+        if text is not None:
+            report["text"] = text["report"]
         report["seconds"] = time.perf_counter() - t0
-        report["realtime_factor"] = duration / max(report["seconds"], 1e-9)
+        report["realtime_factor"] = report["duration"] / max(report["seconds"], 1e-9)
         return Prediction(
             frame=frame,
-            attention={k: np.concatenate(v) for k, v in kept.items()},
-            word_tokens=None if text_arrays is None else text_arrays["word_tokens"],
-            word_index=None if text_arrays is None else text_arrays["word_index"],
+            attention={k: np.concatenate(v) for k, v in run["kept"].items()},
+            word_tokens=None if text is None else text["word_tokens"],
+            word_index=None if text is None else text["word_index"],
             report=report,
         )
 
@@ -517,110 +483,90 @@ class Predictor:
                               f"word vectors but the model expects {expected}-d")
         return arrays
 
-    def _face_iterator(self, video: Path | None, times: np.ndarray) -> tuple[Iterator | None, dict | None]:
-        from mmaffect.preprocess.faces import new_face_report, iter_faces
 
-        if video is None:
-            return None, None
-        f = self.prepare_config["faces"]
-        report = new_face_report(len(times))
-        it = iter_faces(video, times, size=int(f["size"]), detect_width=int(f["detect_width"]),
-                        min_face=float(f["min_face"]), margin=float(f["margin"]), select=f["select"],
-                        grey=bool(f["grey"]), report=report)
-        return it, report
+@dataclass
+class _Recording:
+    """The inputs of one prediction, read: paths, transcript words and target turns."""
 
+    video: Path | None
+    audio: Path | None
+    words: Sequence[Turn] | None
+    text_path: Path | None
+    target_turns: Sequence[Turn] | None
+    turns_path: Path | None
 
-def _face_chunks(it: Iterator, n_frames: int, chunk: int, size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Cached-stream face arrays, ``chunk`` frames at a time, from a face iterator (masked where no face)."""
-    for start in range(0, n_frames, chunk):
-        n = min(chunk, n_frames - start)
-        crops = np.zeros((n, size, size, 3), np.uint8)
-        mask = np.zeros(n, bool)
-        for i, crop, _ in itertools.islice(it, n):
-            if crop is not None:
-                crops[i - start], mask[i - start] = crop, True
-        yield {"faces": crops, "face_mask": mask}
-
-
-class _AudioReader:
-    """10 Hz audio frames read on demand from a decoded wav (memory flat in its length).
-
-    The preprocessing of ``prepare`` (:func:`mmaffect.preprocess.pipeline.build_audio`)
-    in two passes over the file: the recording's loudness-normalisation gain
-    and its speech activity are found first, then each chunk's frames are
-    read, scaled and masked where no speech is heard. ``vad_db`` (the CLI's
-    ``--vad-db``) replaces the model's speech detector by the energy rule at
-    that level.
-    """
-
-    def __init__(self, wav: Path, *, times: np.ndarray, cfg: Mapping[str, Any], vad_db: float | None) -> None:
-        import soundfile as sf
-
-        from mmaffect.preprocess.loudness import normalisation_gain_db
-        from mmaffect.preprocess.vad import speech_frames
-
-        self.wav = wav
-        self.file = sf.SoundFile(str(wav))
-        self.sr = int(cfg["sample_rate"])
-        self.fs = int(cfg["frame_samples"])
-        self.rounding = float(cfg["turn_rounding"])
-        self.n = self.file.frames
-        self.times = times
-        self.method = "energy" if vad_db is not None else str(cfg["vad"])
-        self.vad_db = float(vad_db if vad_db is not None else cfg["vad_db"])
-        self.gain_db, lufs = normalisation_gain_db(self._blocks(0.0), sample_rate=self.sr, target=cfg["loudness"])
-        self.speech: np.ndarray | None = None
-        if self.method == "silero":
-            self.speech = speech_frames("silero", times=times, blocks=self._blocks(self.gain_db), sample_rate=self.sr,
-                                        threshold=float(cfg["vad_threshold"]))
-        self.n_speech = 0
-        self.report: dict[str, Any] = {"vad": self.method, "gain_db": round(self.gain_db, 2),
-                                       "loudness_lufs": round(lufs, 2) if math.isfinite(lufs) else None}
-
-    def _blocks(self, gain_db: float, block: int = 1 << 18) -> Iterator[np.ndarray]:
-        import soundfile as sf
-
-        from mmaffect.preprocess.audio import apply_gain
-
-        for x in sf.blocks(str(self.wav), blocksize=block, dtype="float32", always_2d=False):
-            yield apply_gain(x, gain_db)
-
-    def frames(self, start: int, stop: int, turns: Sequence[Turn] | None) -> dict[str, np.ndarray]:
-        """Cached-stream audio arrays of frames ``start:stop`` (as :func:`build_audio` writes them)."""
-        from mmaffect.preprocess.audio import apply_gain, target_frames, to_pcm16
-        from mmaffect.preprocess.vad import speech_frames
-
-        times = self.times[start:stop]
-        starts = np.round(times * self.sr).astype(np.int64)
-        lo, hi = int(starts[0]), int(starts[-1]) + self.fs
-        self.file.seek(min(lo, self.n))
-        seg = self.file.read(max(0, min(hi, self.n) - lo), dtype="float32", always_2d=False)
-        valid = starts + self.fs <= self.n
-        if len(seg) < hi - lo:  # the last frame runs past the end: zero-padded and masked
-            seg = np.concatenate([seg, np.zeros(hi - lo - len(seg), np.float32)])
-        frames = apply_gain(seg, self.gain_db)[(starts - lo)[:, None] + np.arange(self.fs)]
-        if self.speech is not None:
-            speech = self.speech[start:stop]
-        else:
-            speech = speech_frames(self.method, times=times, frames=frames, sample_rate=self.sr, vad_db=self.vad_db)
-        self.n_speech += int(speech.sum())
-        target = target_frames(times, turns, rounding=self.rounding) if turns is not None else speech
-        return {"audio": to_pcm16(frames), "audio_target": target, "audio_mask": valid & speech}
+    @classmethod
+    def read(cls, video: str | Path | None, audio: str | Path | None,
+             transcript: str | Path | Sequence[Turn] | None, turns: str | Path | Sequence[Turn] | None) -> _Recording:
+        text_path = Path(transcript) if isinstance(transcript, (str, Path)) else None
+        turns_path = Path(turns) if isinstance(turns, (str, Path)) else None
+        return cls(video=Path(video) if video is not None else None,
+                   audio=Path(audio) if audio is not None else None,
+                   words=read_transcript(text_path) if text_path is not None else transcript,
+                   text_path=text_path,
+                   target_turns=read_turns(turns_path) if turns_path is not None else turns,
+                   turns_path=turns_path)
 
 
-def load(checkpoint: str | Path | None = None, *, device: str | torch.device | None = None) -> Any:
-    """A :class:`Predictor` for a ``mmaffect train`` checkpoint (file, run folder or
-    ``pretrained:NAME``); None = what ``mmaffect predict`` uses without ``--checkpoint``
-    (``$MMAFFECT_CHECKPOINT``, else the shipped default model). A face classifier
-    (``mmaffect pretrain-faces``'s ``model.pt``, a shipped ``branch`` model) gives a
-    :class:`mmaffect.inference.faces.FacePredictor` (``predict_video``, ``predict_images``)."""
-    if checkpoint is None:
-        from mmaffect.inference.cli import default_checkpoint
+class _Streams:
+    """The recording's cached-stream arrays a chunk at a time, by the preprocessor ``prepare`` runs
+    (:mod:`mmaffect.preprocess.stream`): audio from the decoded wav, faces tracked one chunk ahead in a
+    thread (OpenCV and FFmpeg release the GIL) while the model runs, the words of every frame."""
 
-        checkpoint = default_checkpoint()
-    from mmaffect.inference.faces import FacePredictor, checkpoint_file
+    def __init__(self, predictor: Predictor, rec: _Recording, times: np.ndarray, chunk: int, *,
+                 wav: Path | None, video: Path | None, vad_db: float | None) -> None:
+        from mmaffect.preprocess.faces import _prefetch, iter_faces, new_face_report
+        from mmaffect.preprocess.stream import AudioFrames, face_chunks, face_options
 
-    path = checkpoint_file(checkpoint)
-    if (load_checkpoint(path).get("config") or {}).get("pretrain") == "faces":
-        return FacePredictor.from_checkpoint(path, device=device)
-    return Predictor.from_checkpoint(path, device=device)
+        cfg = predictor.prepare_config
+        modalities = predictor.modalities
+        self.turns = rec.target_turns
+        self.face_report: dict[str, int] | None = None
+        self.faces: Any = None
+        self.audio: AudioFrames | None = None
+        self.text: dict[str, Any] | None = None
+        try:
+            if "visual" in modalities and video is not None:
+                self.face_report = new_face_report(len(times))
+                options = face_options(cfg["faces"])
+                it = iter_faces(video, times, report=self.face_report, **options)
+                self.faces = _prefetch(face_chunks(it, len(times), chunk, options["size"]), depth=1)
+            if "audio" in modalities and wav is not None:
+                self.audio = AudioFrames(wav, times=times, audio=cfg["audio"], vad_db=vad_db, source=rec.audio or video)
+            if "text" in modalities and rec.words is not None:
+                self.text = predictor._text_arrays(times, rec.words)
+        except BaseException:
+            self.close()
+            raise
+
+    def chunk(self, start: int, stop: int) -> dict[str, dict[str, np.ndarray]]:
+        streams: dict[str, dict[str, np.ndarray]] = {}
+        if self.audio is not None:
+            streams["audio"] = self.audio.frames(start, stop, self.turns)
+        if self.faces is not None:
+            streams["faces"] = next(self.faces)
+        if self.text is not None:
+            streams["text"] = {"word_vectors": self.text["word_vectors"],
+                               "word_index": self.text["word_index"][start:stop]}
+        return streams
+
+    def close(self) -> None:
+        if self.faces is not None:
+            self.faces.close()
+        if self.audio is not None:
+            self.audio.close()
+
+    def report(self) -> dict[str, Any]:
+        """The report entries of the streams: ``faces`` (and a warning), ``speech``."""
+        from mmaffect.preprocess.faces import video_coverage_warning
+
+        out: dict[str, Any] = {}
+        if self.face_report is not None:
+            out["faces"] = dict(self.face_report)
+            if self.face_report["n_faces_found"] == 0:
+                out["warning"] = "no face found in the video: the visual modality is masked throughout"
+            elif video_coverage_warning(self.face_report) is not None:
+                out["warning"] = video_coverage_warning(self.face_report)
+        if self.audio is not None:
+            out["speech"] = self.audio.summary(target_turns_known=self.turns is not None)
+        return out

@@ -15,8 +15,6 @@ the next chunk of the same recordings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import torch
 from einops import rearrange
@@ -27,7 +25,7 @@ from mmaffect.models.base import Batch, Branch, BranchOutput, ModelOutput
 from mmaffect.models.fusion import Fusion
 from mmaffect.models.temporal import State, TemporalHead
 
-__all__ = ["UnimodalModel", "MultimodalModel", "load_branch_weights"]
+__all__ = ["UnimodalModel", "MultimodalModel"]
 
 MODALITIES = ("text", "audio", "visual")
 
@@ -86,7 +84,8 @@ class MultimodalModel(nn.Module):
     ``in_dims`` are the branches' ``out_dim`` in (text, audio, visual) order.
     A modality is present in a frame when its branch says so and the frame is
     not sequence padding. Branch weights can be initialised from trained
-    unimodal checkpoints with :func:`load_branch_weights` (Section 5.3).
+    unimodal checkpoints with :func:`mmaffect.checkpoints.load_branch_weights`
+    (Section 5.3).
     """
 
     def __init__(
@@ -143,63 +142,3 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.forward_frames(batch)[0]
-
-
-def _read_checkpoint(source: Any, label: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    if isinstance(source, (str, Path)):
-        from mmaffect.inference.pretrained import resolve
-
-        path = resolve(source)  # also pretrained:NAME (a shipped branch or unimodal model)
-        if not path.is_file():
-            raise ConfigError(f"{label}: checkpoint {path} does not exist")
-        from mmaffect.training.checkpoint import read_torch_file
-
-        source = read_torch_file(path, label=f"{label}: {path}")
-    if not isinstance(source, Mapping):
-        raise ConfigError(f"{label}: expected a checkpoint dict or state dict, got {type(source).__name__}")
-    if "model" in source and isinstance(source["model"], Mapping):
-        return dict(source["model"]), dict(source.get("config") or {})
-    return dict(source), {}
-
-
-def load_branch_weights(
-    model: MultimodalModel | UnimodalModel, sources: Mapping[str, Any]
-) -> dict[str, str]:
-    """Initialise ``model``'s branches from trained unimodal networks (Section 5.3),
-    or a unimodal model's branch from a pretrained one (e.g. ``mmaffect
-    pretrain-faces``'s ``model.pt`` for the visual branch).
-
-    ``sources`` maps a modality (``"text"``, ``"audio"``, ``"visual"``) to a
-    checkpoint path, a checkpoint dict (``{"model": state_dict, "config":
-    {"model_name": ...}}``) or a bare state dict (of a :class:`UnimodalModel`,
-    keys ``branch.*``, or of the branch itself). Only the branch weights are
-    taken; the unimodal head is discarded (the multimodal head is trained
-    afresh). Matching is strict: a missing, unexpected or differently shaped
-    tensor raises :class:`ConfigError` naming the checkpoint. Returns
-    ``{modality: description of the source}``.
-    """
-    from mmaffect.models.registry import get_spec
-
-    branches = model.branches if isinstance(model, MultimodalModel) else {model.modality: model.branch}
-    loaded: dict[str, str] = {}
-    for modality, source in sources.items():
-        label = str(source) if isinstance(source, (str, Path)) else f"{modality} state dict"
-        if modality not in branches:
-            raise ConfigError(f"{label}: the model has no {modality!r} branch (it has {list(branches)})")
-        state, config = _read_checkpoint(source, label)
-        name = config.get("model_name")
-        if name is not None:
-            spec = get_spec(str(name))
-            if spec.modalities != (modality,):
-                raise ConfigError(
-                    f"{label}: checkpoint of {name!r} (modalities {spec.modalities}) cannot initialise "
-                    f"the {modality!r} branch"
-                )
-        if any(k.startswith("branch.") for k in state):
-            state = {k[len("branch."):]: v for k, v in state.items() if k.startswith("branch.")}
-        try:
-            branches[modality].load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"{label}: its weights do not match the {modality!r} branch: {exc}") from exc
-        loaded[modality] = label if name is None else f"{label} ({name})"
-    return loaded

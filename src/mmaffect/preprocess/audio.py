@@ -11,16 +11,18 @@ centred. The cache stores frames as int16 PCM (:func:`to_pcm16`); the
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import av
 import numpy as np
 import soundfile as sf
 import soxr
 
+from mmaffect.data.pcm import from_pcm16, interlocutor_vector, to_pcm16  # the cache format; re-exported
 from mmaffect.errors import DataError
 
 __all__ = [
@@ -37,10 +39,6 @@ __all__ = [
 
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
 """Files read with soundfile (libsndfile); any other file goes through PyAV/FFmpeg."""
-
-_PCM_SCALE = 32767.0
-
-_A = TypeVar("_A")
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
@@ -148,9 +146,8 @@ def decode_audio_to_file(path: str | Path, dest: str | Path, *, sample_rate: int
     Raises:
         DataError: as :func:`load_audio` (missing, empty, corrupt file, no
             audio stream, no samples, non-finite values).
+        OSError: (naming ``dest``) ``dest`` cannot be written (a full disk, an unwritable folder).
     """
-    from mmaffect.utils.io import atomic_path
-
     path = Path(path)
     if not path.exists():
         raise DataError("audio file not found", path=path)
@@ -158,6 +155,21 @@ def decode_audio_to_file(path: str | Path, dest: str | Path, *, sample_rate: int
         raise DataError("audio file is empty (0 bytes) or not a file", path=path)
     blocks = (_blocks_soundfile(path, block) if path.suffix.lower() in SOUNDFILE_SUFFIXES
               else _blocks_pyav(path))
+    try:
+        return _decode_blocks(blocks, path, dest, sample_rate)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise
+        # libsndfile's errors name no file: a full disk or an unwritable folder, said with the path
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OSError(getattr(exc, "errno", None) or errno.EIO,
+                      f"cannot write the decoded audio ({reason}; a full disk?)", str(dest)) from None
+
+
+def _decode_blocks(blocks: Iterator[tuple[np.ndarray, int]], path: Path, dest: str | Path, sample_rate: int) -> int:
+    """The body of :func:`decode_audio_to_file`: resample and write the blocks; the number of samples."""
+    from mmaffect.utils.io import atomic_path
+
     n = 0
     resampler: soxr.ResampleStream | None = None
     with atomic_path(dest) as tmp, sf.SoundFile(str(tmp), mode="w", samplerate=sample_rate, channels=1,
@@ -278,30 +290,6 @@ def target_frames(
     return out
 
 
-def interlocutor_vector(frames: _A, target: Any) -> _A:
-    """The paper's interlocutor vector: (..., T, F) frames → (..., T, 2F).
-
-    Frames where ``target`` is True go to the first half, all other frames
-    (partner speech and silence) to the second half; the other half is
-    zeros. Works for numpy arrays and torch tensors (same type, dtype and
-    device as ``frames``).
-
-    >>> interlocutor_vector(np.array([[1, 2], [3, 4]]), np.array([True, False])).tolist()
-    [[1, 2, 0, 0], [0, 0, 3, 4]]
-    """
-    if isinstance(frames, np.ndarray):
-        sel = np.asarray(target, dtype=bool)[..., None]
-        zero = np.zeros((), frames.dtype)
-        return np.concatenate([np.where(sel, frames, zero), np.where(sel, zero, frames)], axis=-1)
-    import torch
-
-    if isinstance(frames, torch.Tensor):
-        sel = torch.as_tensor(target, dtype=torch.bool, device=frames.device).unsqueeze(-1)
-        zero = torch.zeros((), dtype=frames.dtype, device=frames.device)
-        return torch.cat([torch.where(sel, frames, zero), torch.where(sel, zero, frames)], dim=-1)
-    raise TypeError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
-
-
 def apply_gain(signal: np.ndarray, gain_db: float) -> np.ndarray:
     """``signal`` × 10^(gain_db / 20) as float32, clipped to [-1, 1] (a copy; 0 dB returns it as float32).
 
@@ -312,23 +300,3 @@ def apply_gain(signal: np.ndarray, gain_db: float) -> np.ndarray:
     if gain_db == 0.0:
         return x
     return np.clip(x * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
-
-
-def to_pcm16(frames: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1] → int16 (× 32767, rounded, clipped).
-
-    >>> to_pcm16(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])).tolist()
-    [-32767, 0, 16384, 32767, 32767]
-    """
-    x = np.asarray(frames, dtype=np.float32)
-    return np.clip(np.rint(x * _PCM_SCALE), -_PCM_SCALE, _PCM_SCALE).astype(np.int16)
-
-
-def from_pcm16(pcm: np.ndarray) -> np.ndarray:
-    """int16 samples → float32 in [-1, 1] (÷ 32767; −32768 clips to −1).
-
-    >>> from_pcm16(np.array([-32768, 0, 32767], np.int16)).tolist()
-    [-1.0, 0.0, 1.0]
-    """
-    x = np.asarray(pcm).astype(np.float32) / np.float32(_PCM_SCALE)
-    return np.clip(x, -1.0, 1.0, out=x)

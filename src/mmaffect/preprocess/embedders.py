@@ -348,20 +348,15 @@ class HFWordEmbedder(WordEmbedder):
             score[better] = sc[better]
         return best
 
-    def embed_turns(self, turns: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Contextual vectors, one per word; see the class docstring for long turns."""
-        torch = self._torch
-        turns = [list(t) for t in turns]
-        out = [np.zeros((len(t), self.dim), dtype=np.float32) for t in turns]
-        counts = [np.zeros(len(t), dtype=np.int64) for t in turns]
-        nonempty = [i for i, t in enumerate(turns) if t]
-        if not nonempty:
-            return out
+    def _plan_sequences(
+        self, turns: list[list[str]], nonempty: list[int]
+    ) -> list[tuple[int, int, int, np.ndarray]]:
+        """The model inputs: ``(turn index, word start, word end, words to keep)`` per chunk of every
+        non-empty turn; a word is kept from the chunk where it has the most context."""
         # Sub-token counts per word (no special tokens), to plan chunks.
         enc = self.tokenizer(
             [turns[i] for i in nonempty], is_split_into_words=True, add_special_tokens=False
         )
-        # sequences: (turn index, word start, word end, words to keep)
         seqs: list[tuple[int, int, int, np.ndarray]] = []
         for j, i in enumerate(nonempty):
             n = len(turns[i])
@@ -372,33 +367,60 @@ class HFWordEmbedder(WordEmbedder):
             best = self._best_chunk(chunks, n)
             for k, (s, e) in enumerate(chunks):
                 seqs.append((i, s, e, best[s:e] == k))
+        return seqs
+
+    def _hidden_states(self, words: list[list[str]]) -> tuple[np.ndarray, list[list[int | None]]]:
+        """The chosen layer's (B, tokens, dim) float32 states of a batch of word lists, and each row's
+        token → word index (None for special and padding tokens)."""
+        inputs = self.tokenizer(
+            words,
+            is_split_into_words=True,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        word_ids = [inputs.word_ids(r) for r in range(len(words))]
+        result = self.model(**inputs, output_hidden_states=self.layer != -1)
+        if self.layer == -1:
+            hidden = result.last_hidden_state
+        else:
+            hidden = result.hidden_states[self.layer]
+        return hidden.float().cpu().numpy(), word_ids
+
+    @staticmethod
+    def _accumulate(
+        batch: list[tuple[int, int, int, np.ndarray]],
+        hidden: np.ndarray,
+        word_ids: list[list[int | None]],
+        out: list[np.ndarray],
+        counts: list[np.ndarray],
+    ) -> None:
+        """Add each kept word's sub-token states to its turn's rows of ``out`` and count them."""
+        for r, (i, s, _e, keep) in enumerate(batch):
+            wid = np.array([-1 if w is None else w for w in word_ids[r]])
+            valid = wid >= 0
+            valid[valid] &= keep[wid[valid]]
+            rows = s + wid[valid]
+            np.add.at(out[i], rows, hidden[r, valid])
+            np.add.at(counts[i], rows, 1)
+
+    def embed_turns(self, turns: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Contextual vectors, one per word; see the class docstring for long turns."""
+        torch = self._torch
+        turns = [list(t) for t in turns]
+        out = [np.zeros((len(t), self.dim), dtype=np.float32) for t in turns]
+        counts = [np.zeros(len(t), dtype=np.int64) for t in turns]
+        nonempty = [i for i, t in enumerate(turns) if t]
+        if not nonempty:
+            return out
+        seqs = self._plan_sequences(turns, nonempty)
         order = sorted(range(len(seqs)), key=lambda q: seqs[q][2] - seqs[q][1])
         with torch.inference_mode():
             for b0 in range(0, len(order), self.batch_size):
                 batch = [seqs[q] for q in order[b0 : b0 + self.batch_size]]
-                words = [turns[i][s:e] for i, s, e, _ in batch]
-                inputs = self.tokenizer(
-                    words,
-                    is_split_into_words=True,
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                word_ids = [inputs.word_ids(r) for r in range(len(batch))]
-                result = self.model(**inputs, output_hidden_states=self.layer != -1)
-                if self.layer == -1:
-                    hidden = result.last_hidden_state
-                else:
-                    hidden = result.hidden_states[self.layer]
-                hidden = hidden.float().cpu().numpy()
-                for r, (i, s, _e, keep) in enumerate(batch):
-                    wid = np.array([-1 if w is None else w for w in word_ids[r]])
-                    valid = wid >= 0
-                    valid[valid] &= keep[wid[valid]]
-                    rows = s + wid[valid]
-                    np.add.at(out[i], rows, hidden[r, valid])
-                    np.add.at(counts[i], rows, 1)
+                hidden, word_ids = self._hidden_states([turns[i][s:e] for i, s, e, _ in batch])
+                self._accumulate(batch, hidden, word_ids, out, counts)
         for i in nonempty:
             got = counts[i] > 0
             out[i][got] /= counts[i][got, None]

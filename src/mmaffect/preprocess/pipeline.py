@@ -124,6 +124,11 @@ def audio_source(session: Session) -> Path | None:
     return Path(session.audio)
 
 
+# Bumped when the audio arrays of one configuration change: 2 = read by preprocess.stream.AudioFrames
+# (decoded to a wav, resampled and VAD-analysed block by block, as predict does), int16 scale 32768.
+AUDIO_READER = 2
+
+
 def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder_id: dict | None) -> dict[str, str | None]:
     """Cache key per stream; ``None`` where the stream's input is absent."""
     inputs = session.inputs()
@@ -133,7 +138,8 @@ def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedd
     keys["labels"] = params_digest({**base, "labels": digests.get("labels")}) if session.labels is not None else None
     keys["audio"] = (
         params_digest({**base, "audio": digests["audio"], "turns": digests.get("turns"),
-                       "target_known": session.target_turns is not None, "p": cfg["audio"]})
+                       "target_known": session.target_turns is not None, "p": cfg["audio"],
+                       "reader": AUDIO_READER})
         if audio_source(session) is not None else None
     )
     keys["faces"] = (
@@ -162,58 +168,56 @@ def build_labels(session: Session, times: np.ndarray) -> tuple[dict[str, np.ndar
     return arrays, {"n_frames": len(times)}
 
 
-def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any], *,
+                workdir: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Audio frames of a session: loudness-normalised, framed, speech frames marked.
 
     ``audio_mask`` is False where the frame is not fully recorded *or* no
     speech is heard (:mod:`mmaffect.preprocess.vad`): such frames are masked,
     never fed as speech. ``audio_target`` comes from the target's turns when
     they are known (partner speech then goes to the interlocutor half), else
-    from the speech activity.
+    from the speech activity. The recording is decoded to a float wav and read
+    by :class:`mmaffect.preprocess.stream.AudioFrames`, the code ``predict``
+    runs, so the two give the same arrays. The decoded wav is a hidden
+    temporary file in ``workdir`` (the session's cache folder: the disk the
+    user chose for the cache, and the folder a killed run's leftovers are
+    cleaned from), else the system's temporary folder.
     """
-    from mmaffect.preprocess.audio import apply_gain, frame_audio, load_audio, target_frames, to_pcm16
-    from mmaffect.preprocess.loudness import normalisation_gain_db
-    from mmaffect.preprocess.vad import speech_frames
+    import tempfile
+
+    from mmaffect.preprocess.audio import decode_audio_to_file
 
     a = cfg["audio"]
-    sr = a["sample_rate"]
-    signal = load_audio(session.audio, sample_rate=sr)
+    sr = int(a["sample_rate"])
+    with tempfile.TemporaryDirectory(prefix="mmaffect-prepare-") as tmp:
+        wav = (workdir if workdir is not None else Path(tmp)) / f".decoded-{os.getpid()}.wav"
+        try:
+            return _framed_audio(session, times, a, wav, decode_audio_to_file(session.audio, wav, sample_rate=sr))
+        finally:
+            wav.unlink(missing_ok=True)
+
+
+def _framed_audio(session: Session, times: np.ndarray, a: dict[str, Any], wav: Path,
+                  n: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The audio stream of the ``n`` samples decoded into ``wav``, framed on ``times``."""
+    from mmaffect.preprocess.stream import AudioFrames
+
     if session.target_turns is not None:
-        check_turns_within(session.target_turns, len(signal) / sr, path=session.meta.get("turns_path"), what="turns")
-    gain_db, lufs = normalisation_gain_db([signal], sample_rate=sr, target=a["loudness"])
-    signal = apply_gain(signal, gain_db)
-    frames, valid = frame_audio(signal, times, sample_rate=sr, frame_samples=a["frame_samples"],
-                                max_short=a["max_short"], path=session.audio)
-    speech = speech_frames(a["vad"], times=times, frames=frames, blocks=[signal], sample_rate=sr,
-                           vad_db=a["vad_db"], threshold=a["vad_threshold"])
-    if session.target_turns is not None:
-        target = target_frames(times, session.target_turns, rounding=a["turn_rounding"])
-    else:
-        target = speech.copy()
-    mask = valid & speech
-    arrays = {"times": times, "audio": to_pcm16(frames), "audio_mask": mask, "audio_target": target,
-              "audio_speech": speech}
-    report = {
-        "n_audio_masked": int((~mask).sum()),
-        "n_not_recorded": int((~valid).sum()),
-        "n_no_speech": int((valid & ~speech).sum()),
-        "speech_fraction": round(float(speech.mean()), 4) if len(speech) else 0.0,
-        "vad": a["vad"],
-        "loudness_lufs": None if not np.isfinite(lufs) else round(float(lufs), 2),
-        "gain_db": round(float(gain_db), 2),
-        "n_target_frames": int(target.sum()),
-        "target_turns_known": session.target_turns is not None,
-    }
-    return arrays, report
+        check_turns_within(session.target_turns, n / int(a["sample_rate"]), path=session.meta.get("turns_path"),
+                           what="turns")
+    with AudioFrames(wav, times=times, audio=a, source=session.audio) as reader:
+        arrays = reader.all(session.target_turns)
+        report = reader.summary(target_turns_known=session.target_turns is not None)
+    return {"times": times, **arrays}, report
 
 
 def build_faces(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
     from mmaffect.preprocess.faces import extract_faces
 
+    from mmaffect.preprocess.stream import face_options
+
     f = cfg["faces"]
-    track = extract_faces(session.video, times, size=f["size"], detect_width=f["detect_width"],
-                          min_face=f["min_face"], margin=f["margin"], select=f["select"],
-                          on_no_face=f["on_no_face"], grey=bool(f["grey"]))
+    track = extract_faces(session.video, times, on_no_face=f["on_no_face"], **face_options(f))
     arrays = {"times": times, "faces": track.crops, "face_mask": track.mask, "face_boxes": track.boxes}
     return arrays, dict(track.report)
 
@@ -393,7 +397,7 @@ def _prepare_session_locked(session: Session, cfg: dict[str, Any], cache: Cache,
                              "report": {}, "computed": [], "reused": []}
     builders: dict[str, Callable[[], tuple[dict, dict]]] = {
         "labels": lambda: build_labels(session, times),
-        "audio": lambda: build_audio(session, times, cfg),
+        "audio": lambda: build_audio(session, times, cfg, workdir=cache.root / session.name),
         "faces": lambda: build_faces(session, times, cfg),
         "text": lambda: build_text(session, times, cfg, embedder.get()),
     }

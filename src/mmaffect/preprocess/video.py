@@ -165,6 +165,113 @@ def frames_at(
     return _frames_at(container, path, req, offset=offset, pixel_format=pixel_format, threads=threads)
 
 
+def _decoding_stream(
+    container: av.container.InputContainer, path: Path, threads: int
+) -> tuple[av.video.stream.VideoStream, float]:
+    """The video stream, set up for threaded decoding, and its nominal frame interval in seconds
+    (1/25 s when the container gives no frame rate)."""
+    stream = _video_stream(container, path)
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.thread_count = threads
+    rate = stream.average_rate or stream.guessed_rate
+    return stream, (1.0 / float(rate) if rate else 1.0 / 25.0)
+
+
+def _timed_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path, nominal: float
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Yield every decoded frame with its presentation time, in decoding (= presentation) order.
+
+    A frame without a time stamp continues the grid of the frame before it
+    (the first one: 0 s); a non-increasing time stamp (broken muxing) is put
+    one frame interval after the frame before. Frames are decoded only as
+    they are asked for. Raises DataError on a decoding error, with the time
+    of the last good frame.
+    """
+    frames = container.decode(stream)
+    prev_t: float | None = None
+    interval = nominal  # last observed frame interval
+    last_good = 0.0
+    while True:
+        try:
+            frame = next(frames, None)
+        except av.FFmpegError as exc:
+            raise DataError(f"video stream is corrupt: {exc}", path=path, time=last_good) from exc
+        if frame is None:
+            return
+        t = _frame_time(frame, stream)
+        if t is None:  # no time stamp: continue the grid of the last frame
+            t = prev_t + interval if prev_t is not None else 0.0
+        if prev_t is not None and t <= prev_t:
+            # Non-increasing time stamp (broken muxing): keep the order of
+            # decoding, which is the presentation order, one interval on.
+            t = prev_t + interval
+        if prev_t is not None:
+            interval = t - prev_t
+        prev_t = last_good = t
+        yield frame, t
+
+
+class _HeldFrame:
+    """A decoded frame and its time; converted to an array once, when a request first takes it (every
+    request answered by the frame gets the same array object)."""
+
+    __slots__ = ("frame", "t", "pixel_format", "_image")
+
+    def __init__(self, frame: av.VideoFrame, t: float, pixel_format: str) -> None:
+        self.frame, self.t, self.pixel_format = frame, t, pixel_format
+        self._image: np.ndarray | None = None
+
+    def image(self) -> np.ndarray:
+        """The frame as an array (converted on the first call)."""
+        if self._image is None:
+            self._image = self.frame.to_ndarray(format=self.pixel_format)
+        return self._image
+
+
+def _match_frames(
+    timed: Iterator[tuple[av.VideoFrame, float]],
+    order: np.ndarray,
+    centres: np.ndarray,
+    nominal: float,
+    pixel_format: str,
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Answer the requests (frame centres ``centres``, sorted; ``order``: their indices) from the timed
+    frames: each gets the frame nearest to its centre (ties: the earlier one), or None before the first
+    frame or after the end of the last one by more than half a frame interval. Stops decoding once every
+    request is answered."""
+    n_req = len(order)
+    k = 0  # next request (in sorted order) to answer
+    held: _HeldFrame | None = None  # the frame decoded before the current one
+    interval = nominal  # last observed frame interval
+    while k < n_req:
+        item = next(timed, None)
+        if item is None:
+            break
+        frame, t = item
+        if held is None:
+            # Requests before the first frame by more than half an interval.
+            while k < n_req and centres[k] < t - 0.5 * nominal:
+                yield int(order[k]), None
+                k += 1
+        else:
+            interval = t - held.t
+            # Answer every request whose nearest frame is the held one.
+            while k < n_req and centres[k] - held.t <= t - centres[k]:
+                yield int(order[k]), held.image()
+                k += 1
+        held = _HeldFrame(frame, t, pixel_format)
+    if held is not None:
+        end = held.t + interval
+        while k < n_req and centres[k] <= end + 0.5 * interval:
+            yield int(order[k]), held.image()
+            k += 1
+    while k < n_req:
+        yield int(order[k]), None
+        k += 1
+
+
 def _frames_at(
     container: av.container.InputContainer,
     path: Path,
@@ -174,70 +281,16 @@ def _frames_at(
     pixel_format: str,
     threads: int,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """:func:`frames_at`'s generator: decode ``container`` once and answer the requests ``req``; the
+    container is closed when the generator ends or is closed."""
     order = np.argsort(req, kind="stable")
     centres = req[order] + offset
-    n_req = len(order)
     try:
-        if n_req == 0:
+        if len(order) == 0:
             return
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        if threads:
-            stream.thread_count = threads
-        rate = stream.average_rate or stream.guessed_rate
-        nominal = 1.0 / float(rate) if rate else 1.0 / 25.0
-
-        def convert(frame: av.VideoFrame) -> np.ndarray:
-            return frame.to_ndarray(format=pixel_format)
-
-        k = 0  # next request (in sorted order) to answer
-        prev: av.VideoFrame | None = None
-        prev_t = 0.0
-        prev_img: np.ndarray | None = None  # converted image of ``prev`` (if done)
-        interval = nominal  # last observed frame interval
-        first_t: float | None = None
-        last_good = 0.0
-        frames = container.decode(stream)
-        while k < n_req:
-            try:
-                frame = next(frames, None)
-            except av.FFmpegError as exc:
-                raise DataError(f"video stream is corrupt: {exc}", path=path, time=last_good) from exc
-            if frame is None:
-                break
-            t = _frame_time(frame, stream)
-            if t is None:  # no time stamp: continue the grid of the last frame
-                t = prev_t + interval if prev is not None else 0.0
-            if prev is not None and t <= prev_t:
-                # Non-increasing time stamp (broken muxing): keep the order of
-                # decoding, which is the presentation order, one interval on.
-                t = prev_t + interval
-            if first_t is None:
-                first_t = t
-                # Requests before the first frame by more than half an interval.
-                while k < n_req and centres[k] < t - 0.5 * nominal:
-                    yield int(order[k]), None
-                    k += 1
-            if prev is not None:
-                interval = t - prev_t
-                # Answer every request whose nearest frame is ``prev``.
-                while k < n_req and centres[k] - prev_t <= t - centres[k]:
-                    if prev_img is None:
-                        prev_img = convert(prev)
-                    yield int(order[k]), prev_img
-                    k += 1
-            prev, prev_t, prev_img = frame, t, None
-            last_good = t
-        if prev is not None:
-            end = prev_t + interval
-            while k < n_req and centres[k] <= end + 0.5 * interval:
-                if prev_img is None:
-                    prev_img = convert(prev)
-                yield int(order[k]), prev_img
-                k += 1
-        while k < n_req:
-            yield int(order[k]), None
-            k += 1
+        stream, nominal = _decoding_stream(container, path, threads)
+        yield from _match_frames(_timed_frames(container, stream, path, nominal), order, centres, nominal,
+                                 pixel_format)
     finally:
         container.close()
 

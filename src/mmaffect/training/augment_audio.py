@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,41 @@ def _prob(value: Any, key: str) -> float:
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"augment.audio.{key} must be a probability in [0, 1], got {value!r}")
     return float(value)
+
+
+def _flag(value: Any, key: str) -> bool:
+    """``value`` if it is a YAML boolean (true/false)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"augment.audio.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _decibels(value: Any, key: str) -> float:
+    """``value`` as a non-negative number of decibels."""
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"augment.audio.{key} must be a non-negative number of dB, got {value!r}")
+    return float(value)
+
+
+def _codecs(value: Any, key: str) -> tuple[str, ...]:
+    """``value`` (one codec name or a list of them) as a non-empty tuple of known codecs."""
+    codecs = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    bad = [c for c in codecs if c not in _CODECS]
+    if bad or not codecs:
+        raise ConfigError(f"augment.audio.{key}: choose from {', '.join(_CODECS)}, got {value!r}")
+    return codecs
+
+
+# The check of each key of ``augment.audio``: it raises ConfigError naming the key, or returns the value to use.
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "enabled": _flag,
+    "p_room": _prob, "rt60": _pair,
+    "p_noise": _prob, "snr_db": _pair,
+    "p_eq": _prob, "eq_db": _decibels,
+    "p_gain": _prob, "gain_db": _decibels,
+    "p_band": _prob, "rates": _pair,
+    "p_codec": _prob, "codecs": _codecs, "bitrates": _pair,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,26 +124,7 @@ class AudioAugmentConfig:
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise ConfigError(f"unknown key(s) augment.audio.{unknown[0]} (known: {', '.join(sorted(known))})")
-        out: dict[str, Any] = {}
-        for key, value in cfg.items():
-            if key == "enabled":
-                if not isinstance(value, bool):
-                    raise ConfigError(f"augment.audio.enabled must be true or false, got {value!r}")
-                out[key] = value
-            elif key.startswith("p_"):
-                out[key] = _prob(value, key)
-            elif key in {"rt60", "snr_db", "rates", "bitrates"}:
-                out[key] = _pair(value, key)
-            elif key in {"eq_db", "gain_db"}:
-                if not isinstance(value, (int, float)) or value < 0:
-                    raise ConfigError(f"augment.audio.{key} must be a non-negative number of dB, got {value!r}")
-                out[key] = float(value)
-            elif key == "codecs":
-                codecs = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-                bad = [c for c in codecs if c not in _CODECS]
-                if bad or not codecs:
-                    raise ConfigError(f"augment.audio.codecs: choose from {', '.join(_CODECS)}, got {value!r}")
-                out[key] = codecs
+        out = {key: _CHECKS[key](value, key) for key, value in cfg.items()}
         self = cls(**out)
         if self.rt60[0] <= 0 or self.rates[0] < 4000 or self.bitrates[0] < 8:
             raise ConfigError("augment.audio: rt60 must be > 0 s, rates ≥ 4000 Hz, bitrates ≥ 8 kbit/s")

@@ -61,71 +61,119 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     return s
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from mmaffect.training.evaluate import evaluate_run, markdown_table, summarize_runs
-
+def _check_evaluate_modes(args: argparse.Namespace) -> None:
+    """Exactly one of RUN, ``--runs`` and ``--compare``; ``--images`` only with RUN (a face model)."""
     modes = sum(x is not None and x != [] for x in (args.run, args.runs, args.compare))
     if modes != 1:
         raise ConfigError("give exactly one of RUN, --runs RUN1 RUN2 ..., --compare RUN_A RUN_B")
     if args.images is not None and not args.run:
         raise ConfigError("--images scores one face model: give its checkpoint (e.g. pretrained:ferplus-hrnet3)")
-    kw = dict(partitions=args.partition, checkpoint=args.checkpoint, delay_compensation=args.delay_compensation,
-              cache=args.cache, device=args.device)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`~mmaffect.training.evaluate.evaluate_run` from the command line."""
+    return dict(partitions=args.partition, checkpoint=args.checkpoint, delay_compensation=args.delay_compensation,
+                cache=args.cache, device=args.device)
+
+
+def _unlabelled(args: argparse.Namespace, scores: Any) -> list[str]:
+    """The requested partitions that were not scored (they have no labels)."""
+    return [p for p in args.partition if p not in scores]
+
+
+def _evaluate_checkpoint_file(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate CHECKPOINT.pt|pretrained:NAME --cache CACHE [--out DIR]``."""
+    from mmaffect.training.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.run, partitions=args.partition, cache=args.cache,
+                                 delay_compensation=args.delay_compensation,
+                                 device="auto" if args.device is None else args.device, out=args.out)
+    if report.scores:
+        print(report.markdown())
+    unlabelled = _unlabelled(args, report.scores)
+    if unlabelled:
+        print(f"\nno labels in {unlabelled}: not scored" + ("; predictions written" if args.out else ""))
+    if args.out:
+        print(f"\nwritten to {args.out}")
+
+
+def _evaluate_one_run(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate RUN``: score the run's checkpoint, written to ``RUN/eval``."""
+    from mmaffect.training.evaluate import evaluate_run
+
+    report = evaluate_run(args.run, **_run_options(args))
+    if report.scores:
+        print(report.markdown())
+    unlabelled = _unlabelled(args, report.scores)
+    if unlabelled:
+        print(f"\nno labels in {unlabelled}: predictions written, not scored")
+    print(f"\nwritten to {Path(args.run) / 'eval'}")
+
+
+def _evaluate_seed_repeats(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate --runs RUN1 RUN2 ...``: mean ± std over seed repeats."""
+    from mmaffect.training.evaluate import evaluate_run, summarize_runs
+
+    kw = _run_options(args)
+    reports = [evaluate_run(r, **kw) for r in args.runs]
+    print(summarize_runs(reports))
+
+
+def _comparison_rows(args: argparse.Namespace, a: Any, b: Any) -> tuple[list[list[Any]], set[str]]:
+    """The Wilcoxon table rows of runs ``a`` and ``b`` (reports) over the partitions both scored, and the
+    notes on partitions too small for any difference to be significant."""
+    from mmaffect.training.stats import compare_predictions
+
+    rows = []
+    notes = set()
+    for part in args.partition:
+        if part not in a.scores or part not in b.scores:
+            continue
+        try:
+            compared = compare_predictions(a.predictions[part], b.predictions[part], unit=args.unit,
+                                           block=args.block)
+        except ValueError as exc:
+            raise ConfigError(f"--compare {part}: {exc}") from None
+        for dim, res in compared.items():
+            if res.min_p_value >= args.alpha:
+                notes.add(f"{part}: with {res.n} {res.unit} pairs the two-sided p cannot fall below "
+                          f"{res.min_p_value:.3g}, so no difference can be significant at alpha {args.alpha}")
+            rows.append([part, dim, res.unit, res.n, res.mean_a, res.mean_b, res.statistic,
+                         f"{res.p_value:.4g}", res.better if res.significant(args.alpha) else "—"])
+    return rows, notes
+
+
+def _evaluate_compare(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate --compare RUN_A RUN_B``: Wilcoxon signed-rank test of two runs."""
+    from mmaffect.training.evaluate import evaluate_run, markdown_table
+
+    if Path(args.compare[0]).resolve() == Path(args.compare[1]).resolve():
+        raise ConfigError(f"--compare: {args.compare[0]} and {args.compare[1]} are the same run; "
+                          "compare two different runs")
+    kw = _run_options(args)
+    a, b = (evaluate_run(r, **kw) for r in args.compare)
+    rows, notes = _comparison_rows(args, a, b)
+    print(f"Wilcoxon signed-rank test, A = {args.compare[0]}, B = {args.compare[1]} "
+          f"(two-sided, alpha {args.alpha})\n")
+    print(markdown_table(["partition", "dimension", "unit", "pairs", "mean A", "mean B", "W", "p",
+                          "significantly better"], rows))
+    for note in sorted(notes):
+        print(f"\nnote: {note}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    """``mmaffect evaluate``: check the mode, then run the one the arguments name."""
+    _check_evaluate_modes(args)
     if args.run and args.images is not None:
         _evaluate_face_images(args)
     elif args.run and not Path(args.run).is_dir():  # a checkpoint file or pretrained:NAME
-        from mmaffect.training.evaluate import evaluate_checkpoint
-
-        report = evaluate_checkpoint(args.run, partitions=args.partition, cache=args.cache,
-                                     delay_compensation=args.delay_compensation,
-                                     device="auto" if args.device is None else args.device, out=args.out)
-        if report.scores:
-            print(report.markdown())
-        unlabelled = [p for p in args.partition if p not in report.scores]
-        if unlabelled:
-            print(f"\nno labels in {unlabelled}: not scored" + ("; predictions written" if args.out else ""))
-        if args.out:
-            print(f"\nwritten to {args.out}")
+        _evaluate_checkpoint_file(args)
     elif args.run:
-        report = evaluate_run(args.run, **kw)
-        if report.scores:
-            print(report.markdown())
-        unlabelled = [p for p in args.partition if p not in report.scores]
-        if unlabelled:
-            print(f"\nno labels in {unlabelled}: predictions written, not scored")
-        print(f"\nwritten to {Path(args.run) / 'eval'}")
+        _evaluate_one_run(args)
     elif args.runs:
-        reports = [evaluate_run(r, **kw) for r in args.runs]
-        print(summarize_runs(reports))
+        _evaluate_seed_repeats(args)
     else:
-        from mmaffect.training.stats import compare_predictions
-
-        if Path(args.compare[0]).resolve() == Path(args.compare[1]).resolve():
-            raise ConfigError(f"--compare: {args.compare[0]} and {args.compare[1]} are the same run; "
-                              "compare two different runs")
-        a, b = (evaluate_run(r, **kw) for r in args.compare)
-        rows = []
-        notes = set()
-        for part in args.partition:
-            if part not in a.scores or part not in b.scores:
-                continue
-            try:
-                compared = compare_predictions(a.predictions[part], b.predictions[part], unit=args.unit,
-                                               block=args.block)
-            except ValueError as exc:
-                raise ConfigError(f"--compare {part}: {exc}") from None
-            for dim, res in compared.items():
-                if res.min_p_value >= args.alpha:
-                    notes.add(f"{part}: with {res.n} {res.unit} pairs the two-sided p cannot fall below "
-                              f"{res.min_p_value:.3g}, so no difference can be significant at alpha {args.alpha}")
-                rows.append([part, dim, res.unit, res.n, res.mean_a, res.mean_b, res.statistic,
-                             f"{res.p_value:.4g}", res.better if res.significant(args.alpha) else "—"])
-        print(f"Wilcoxon signed-rank test, A = {args.compare[0]}, B = {args.compare[1]} "
-              f"(two-sided, alpha {args.alpha})\n")
-        print(markdown_table(["partition", "dimension", "unit", "pairs", "mean A", "mean B", "W", "p",
-                              "significantly better"], rows))
-        for note in sorted(notes):
-            print(f"\nnote: {note}")
+        _evaluate_compare(args)
 
 
 def _evaluate_face_images(args: argparse.Namespace) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,8 @@ from mmaffect.data.cache import Cache, CachedSession, read_stream
 from mmaffect.data.dataset import SessionWindows, collate
 from mmaffect.data.session import DIMENSIONS
 from mmaffect.errors import ConfigError
-from mmaffect.training.checkpoint import load_checkpoint
+from mmaffect.checkpoints import build_model_from_checkpoint, load_checkpoint, resolve
+from mmaffect.models.registry import get_spec
 from mmaffect.training.metrics import ccc
 from mmaffect.utils.io import atomic_write_text
 
@@ -51,7 +51,6 @@ __all__ = [
     "partition_scores",
     "recording_scores",
     "dataset_options",
-    "build_model_from_checkpoint",
     "EvalReport",
     "evaluate_run",
     "evaluate_checkpoint",
@@ -168,26 +167,6 @@ def dataset_options(prepare_config: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def import_modules(names: Sequence[str]) -> None:
-    """Import the configuration's ``imports`` (modules that register extra models)."""
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"imports: cannot import {name!r}: {exc}") from None
-
-
-def build_model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """The registered model of a checkpoint's config with its weights loaded."""
-    from mmaffect.models import create_model
-
-    cfg = ckpt["config"]
-    import_modules(cfg.get("imports") or [])
-    model = create_model(cfg["model_name"], **cfg.get("model_options", {}))
-    model.load_state_dict(ckpt["model"])
-    return model
-
-
 def _fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.3f}"
 
@@ -294,47 +273,18 @@ def evaluate_checkpoint(
     The model's modalities are read from the cache; a cache prepared with
     another sample rate, embedder or face size is refused in one line.
     """
-    from mmaffect.inference.pretrained import resolve
-    from mmaffect.models.registry import get_spec
     from mmaffect.training.distributed import resolve_device
 
-    path = resolve(checkpoint)
-    if path.is_dir():
-        path = path / "best.pt"
-    ckpt = load_checkpoint(path)
+    path, ckpt, model = _scoring_model(checkpoint)
     cfg = ckpt["config"]
-    if cfg.get("pretrain") == "faces":
-        raise ConfigError(f"{path}: a face classifier (pretrain-faces) has no arousal/valence head for a cache: "
-                          "score it on labelled images with --images FOLDER|votes.csv")
-    try:
-        model = build_model_from_checkpoint(ckpt)
-    except (KeyError, RuntimeError) as exc:
-        raise ConfigError(f"{path}: cannot rebuild its model {cfg.get('model_name')!r}: "
-                          f"{str(exc).splitlines()[0]}") from None
     dev = resolve_device(device)
     model.to(dev)
     data_cfg = cfg.get("data") or {}
-    if cache is None:
-        # A shipped model's training cache is a path on the machine that made it: never a default.
-        shipped = str(checkpoint).startswith("pretrained:")
-        cache = None if shipped else data_cfg.get("cache")
-        if not cache or not Path(cache).is_dir():
-            raise ConfigError(f"{path}: give --cache FOLDER (a labelled cache made by `mmaffect prepare`); "
-                              f"the cache it was trained on ({cache}) is not here")
-    cache_obj = Cache(cache)
+    cache_obj = Cache(_scoring_cache(checkpoint, path, data_cfg, cache))
     prep = cache_obj.config()
     modalities = list(data_cfg.get("modalities") or get_spec(str(cfg["model_name"])).modalities)
     check_cache_fits(path, str(cfg["model_name"]), modalities, ckpt.get("prepare_config"), prep, cache_obj.root)
-    streams = {"audio": "audio", "visual": "faces", "text": "text"}
-    by_partition = {}
-    for part in partitions:
-        sessions = cache_obj.sessions(partitions=[part])
-        if not sessions:
-            raise ConfigError(f"{cache_obj.root}: no prepared session in partition {part!r}")
-        if not any(s.has(streams[m]) for s in sessions for m in modalities):
-            raise ConfigError(f"{cache_obj.root}: partition {part!r} holds none of the inputs {cfg['model_name']!r} "
-                              f"reads ({', '.join(modalities)})")
-        by_partition[part] = sessions
+    by_partition = _partition_sessions(cache_obj, partitions, modalities, str(cfg["model_name"]))
     if ckpt.get("prepare_config") is not None and prep != ckpt["prepare_config"]:
         print(f"warning: {cache_obj.root} was prepared with another configuration than the model's training cache",
               file=sys.stderr)
@@ -356,9 +306,55 @@ def evaluate_checkpoint(
     return report
 
 
-def _embed_dim(cfg: dict[str, Any]) -> int | None:
-    from mmaffect.models.registry import get_spec
+def _scoring_model(checkpoint: str | Path) -> tuple[Path, dict[str, Any], torch.nn.Module]:
+    """``(file, checkpoint, model)`` of a checkpoint, run folder or ``pretrained:NAME`` to score on a cache."""
+    path = resolve(checkpoint)
+    if path.is_dir():
+        path = path / "best.pt"
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    if cfg.get("pretrain") == "faces":
+        raise ConfigError(f"{path}: a face classifier (pretrain-faces) has no arousal/valence head for a cache: "
+                          "score it on labelled images with --images FOLDER|votes.csv")
+    try:
+        model = build_model_from_checkpoint(ckpt)
+    except (KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: cannot rebuild its model {cfg.get('model_name')!r}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return path, ckpt, model
 
+
+def _scoring_cache(checkpoint: str | Path, path: Path, data_cfg: dict[str, Any],
+                   cache: str | Path | None) -> str | Path:
+    """The cache to score on: ``cache``, else the one the model was trained on (never for a shipped model)."""
+    if cache is not None:
+        return cache
+    # A shipped model's training cache is a path on the machine that made it: never a default.
+    shipped = str(checkpoint).startswith("pretrained:")
+    cache = None if shipped else data_cfg.get("cache")
+    if not cache or not Path(cache).is_dir():
+        raise ConfigError(f"{path}: give --cache FOLDER (a labelled cache made by `mmaffect prepare`); "
+                          f"the cache it was trained on ({cache}) is not here")
+    return cache
+
+
+def _partition_sessions(cache_obj: Cache, partitions: Sequence[str], modalities: Sequence[str],
+                        model_name: str) -> dict[str, list[CachedSession]]:
+    """The cached sessions of each partition; a partition with none, or none the model can read, is refused."""
+    streams = {"audio": "audio", "visual": "faces", "text": "text"}
+    by_partition = {}
+    for part in partitions:
+        sessions = cache_obj.sessions(partitions=[part])
+        if not sessions:
+            raise ConfigError(f"{cache_obj.root}: no prepared session in partition {part!r}")
+        if not any(s.has(streams[m]) for s in sessions for m in modalities):
+            raise ConfigError(f"{cache_obj.root}: partition {part!r} holds none of the inputs {model_name!r} "
+                              f"reads ({', '.join(modalities)})")
+        by_partition[part] = sessions
+    return by_partition
+
+
+def _embed_dim(cfg: dict[str, Any]) -> int | None:
     modalities = (cfg.get("data") or {}).get("modalities") or get_spec(str(cfg["model_name"])).modalities
     if "text" not in modalities:
         return None

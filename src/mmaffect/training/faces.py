@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmaffect.checkpoints import save_checkpoint
 from mmaffect.config import apply_overrides, builtin_config, dump_config, load_config, merge
 from mmaffect.data.proxy import category_to_va
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.training.augment_faces import FaceAugment
-from mmaffect.training.checkpoint import save_checkpoint
 from mmaffect.training.metrics import ccc
 from mmaffect.utils.io import atomic_write_json, atomic_write_text
 
@@ -88,7 +88,8 @@ def load_ferplus_split(path: str | Path, *, limit: int | None = None) -> FaceSet
     file for a missing file, a wrong array shape or a column that is not a
     FER+ category. ``limit`` keeps the first N kept faces.
     """
-    from mmaffect.data.adapters import _ferplus_keep, _load_ferplus
+    from mmaffect.data.sources import ferplus_keep as _ferplus_keep
+    from mmaffect.data.sources import load_ferplus as _load_ferplus
 
     path = Path(path)
     images, votes, columns, names = _load_ferplus(path)
@@ -239,8 +240,7 @@ def _load_initial_weights(model: FaceClassifier, source: str | Path) -> None:
     Raises :class:`ConfigError` naming the file when it is not a face
     checkpoint of the same network (a key or a shape differs).
     """
-    from mmaffect.inference.pretrained import resolve
-    from mmaffect.training.checkpoint import load_checkpoint
+    from mmaffect.checkpoints import load_checkpoint, resolve
 
     path = resolve(source)
     state = load_checkpoint(path)["model"]
@@ -262,7 +262,7 @@ def _data_root(cfg: Mapping[str, Any]) -> Path:
     root = cfg["data"]["root"]
     if root:
         return Path(root)
-    from mmaffect.data.adapters import shared_data_root
+    from mmaffect.data.sources import shared_data_root
 
     shared = shared_data_root()
     if shared is None:
@@ -318,106 +318,171 @@ def _lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))))
 
 
-def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train ``config`` (see :func:`load_pretrain_config`) into the run folder ``out``; returns the final scores."""
-    from mmaffect.training.distributed import resolve_device
-
-    cfg = load_pretrain_config(config)
-    out = Path(out)
+def _start_run_folder(cfg: Mapping[str, Any], out: Path) -> None:
+    """Refuse a folder that holds a pretraining run already; create ``out`` and write ``config.yaml``."""
     if (out / "model.pt").exists():
         raise ConfigError(f"{out} already holds a pretraining run (model.pt); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
-    # Seeded here rather than by trainer.seed_everything: the trainer pulls the
-    # media decoders in, which a GPU box that only pretrains faces may lack.
-    random.seed(int(cfg["seed"]))
-    np.random.seed(int(cfg["seed"]) % 2**32)
-    torch.manual_seed(int(cfg["seed"]))
+
+
+def _seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators.
+
+    Seeded here rather than by trainer.seed_everything: the trainer pulls the
+    media decoders in, which a GPU box that only pretrains faces may lack."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _device_and_amp(cfg: Mapping[str, Any]) -> tuple[torch.device, bool]:
+    """The device of ``cfg["device"]`` and whether to run in bf16 autocast (``amp``: auto = on a GPU)."""
+    from mmaffect.training.distributed import resolve_device
+
     device = resolve_device(str(cfg["device"]))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     amp = (device.type == "cuda") if cfg["amp"] == "auto" else bool(cfg["amp"])
-    root = _data_root(cfg)
-    train_set = load_ferplus_split(root / "ferplus_train.npz", limit=cfg["data"]["train_limit"])
-    valid_set = load_ferplus_split(root / "ferplus_valid.npz", limit=cfg["data"]["valid_limit"])
-    size = _image_size(cfg)
+    return device, amp
+
+
+def _prepare_model(cfg: Mapping[str, Any], device: torch.device) -> FaceClassifier:
+    """The classifier of ``cfg`` (with its ``init_from`` weights) on ``device`` (channels-last on a GPU)."""
     model = _build(cfg)
     if cfg.get("init_from"):
         _load_initial_weights(model, cfg["init_from"])
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    n_params = sum(p.numel() for p in model.branch.parameters())
-    optim_cfg = cfg["optim"]
-    face_augment = FaceAugment.from_config(cfg["augment"], where="augment").to(device)
+    return model
+
+
+def _make_optimizer(model: nn.Module, optim_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on biases and batch-norm scales."""
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases, batch-norm scales
     groups = [{"params": decay, "weight_decay": float(optim_cfg["weight_decay"])},
               {"params": no_decay, "weight_decay": 0.0}]
     lr = float(optim_cfg["lr"])
     if optim_cfg["optimizer"] == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=float(optim_cfg["momentum"]),
-                                                           nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=float(optim_cfg["momentum"]), nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+@dataclass
+class _Schedule:
+    """How far a pretraining run is: by steps, or by wall time under ``optim.budget_minutes``."""
+
+    lr: float
+    warmup: float
+    total_steps: int
+    budget: float | None  # seconds
+    started: float = 0.0  # time.perf_counter() when training started
+
+    def fraction(self, step: int, elapsed: float) -> float:
+        """The fraction of the schedule done after ``step`` steps and ``elapsed`` seconds (1 = done)."""
+        return max(step / self.total_steps, elapsed / self.budget if self.budget else 0.0)
+
+
+@dataclass
+class _FaceTrainer:
+    """The training side of one pretraining run: model, optimiser, augmentation, the train faces and
+    their smoothed targets on the device, the schedule, and the steps and images done so far."""
+
+    model: FaceClassifier
+    optimizer: torch.optim.Optimizer
+    augment: FaceAugment
+    images: torch.Tensor
+    targets: torch.Tensor
+    gen: torch.Generator
+    device: torch.device
+    amp: bool
+    size: int
+    batch: int
+    steps_per_epoch: int
+    grad_clip: float | None
+    schedule: _Schedule
+    out: Path
+    step: int = 0
+    images_seen: int = 0
+
+    def train_epoch(self, epoch: int) -> tuple[list[torch.Tensor], bool]:
+        """One pass over the train faces in a new random order: the step losses, and whether the
+        schedule ran out during it (steps or time budget)."""
+        self.model.train()
+        order = torch.randperm(len(self.images), generator=self.gen, device=self.device)
+        losses = []
+        for i in range(self.steps_per_epoch):
+            frac = self.schedule.fraction(self.step, time.perf_counter() - self.schedule.started)
+            if frac >= 1.0:
+                return losses, True
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.schedule.lr * _lr_factor(frac, self.schedule.warmup)
+            idx = order[i * self.batch:(i + 1) * self.batch]
+            losses.append(self._train_step(idx, epoch))
+        return losses, False
+
+    def _train_step(self, idx: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One optimiser step on the faces ``idx``; the (detached) loss. A non-finite loss raises."""
+        # grey 48x48 -> the input size, then crop-box, colour, blur and JPEG augmentation (kornia),
+        # its parameters from this run's generator, so a run is reproducible from its seed
+        aug_seed = int(torch.randint(2**62, (1,), generator=self.gen, device=self.device))
+        x = self.augment(resize_faces(self.images[idx], self.size), seed=aug_seed)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(x)
+        loss = -(self.targets[idx] * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+        if not torch.isfinite(loss):
+            raise ConfigError(f"{self.out}: the training loss became {float(loss)} at step {self.step + 1} (epoch "
+                              f"{epoch}); lower optim.lr or set optim.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        self.images_seen += len(idx)
+        return loss.detach()
+
+
+def _face_trainer(cfg: Mapping[str, Any], model: FaceClassifier, train_set: FaceSet, *, device: torch.device,
+                  amp: bool, size: int, out: Path) -> _FaceTrainer:
+    """The trainer of ``cfg``'s ``optim`` and ``augment`` sections for ``model`` on ``train_set``."""
+    optim_cfg = cfg["optim"]
+    face_augment = FaceAugment.from_config(cfg["augment"], where="augment").to(device)
+    optimizer = _make_optimizer(model, optim_cfg)
     batch = int(optim_cfg["batch_size"])
-    epochs = int(optim_cfg["epochs"])
     steps_per_epoch = max(1, len(train_set) // batch)  # drop the last partial batch (batch-norm statistics)
-    total_steps = epochs * steps_per_epoch
     budget = None if optim_cfg["budget_minutes"] is None else 60.0 * float(optim_cfg["budget_minutes"])
     smooth = float(optim_cfg["label_smoothing"])
     images = torch.from_numpy(train_set.images).to(device)
     targets = torch.from_numpy(train_set.target).to(device)
     targets = targets * (1 - smooth) + smooth / targets.shape[1]
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]))
+    schedule = _Schedule(lr=float(optim_cfg["lr"]), warmup=float(optim_cfg["warmup_fraction"]),
+                         total_steps=int(optim_cfg["epochs"]) * steps_per_epoch, budget=budget)
+    return _FaceTrainer(model=model, optimizer=optimizer, augment=face_augment, images=images, targets=targets,
+                        gen=gen, device=device, amp=amp, size=size, batch=batch, steps_per_epoch=steps_per_epoch,
+                        grad_clip=optim_cfg["grad_clip"], schedule=schedule, out=out)
+
+
+def _train_epochs(cfg: Mapping[str, Any], trainer: _FaceTrainer, valid_set: FaceSet, *, out: Path,
+                  progress: bool) -> list[dict[str, Any]]:
+    """Train epoch by epoch until ``optim.epochs`` or the schedule's end, scoring the valid faces after
+    each epoch (``history.json`` rewritten, a line on stderr with ``progress``); the history rows."""
     history: list[dict[str, Any]] = []
-    print(f"pretrain-faces: {cfg['model_name']} ({n_params / 1e6:.2f} M parameters) on {len(train_set)} train / "
-          f"{len(valid_set)} valid faces from {root} ({train_set.dropped} + {valid_set.dropped} dropped: "
-          f"majority unknown/NF or no category vote), {size}x{size} input, device {device}" + (", bf16" if amp else ""),
-          file=sys.stderr)
-    started = time.perf_counter()
-    step, done, images_seen = 0, False, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
+    for epoch in range(1, int(cfg["optim"]["epochs"]) + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(len(train_set), generator=gen, device=device)
-        losses = []
-        for i in range(steps_per_epoch):
-            elapsed = time.perf_counter() - started
-            frac = max(step / total_steps, elapsed / budget if budget else 0.0)
-            if frac >= 1.0:
-                done = True
-                break
-            for g in optimizer.param_groups:
-                g["lr"] = lr * _lr_factor(frac, float(optim_cfg["warmup_fraction"]))
-            idx = order[i * batch:(i + 1) * batch]
-            # grey 48x48 -> the input size, then crop-box, colour, blur and JPEG augmentation (kornia),
-            # its parameters from this run's generator, so a run is reproducible from its seed
-            aug_seed = int(torch.randint(2**62, (1,), generator=gen, device=device))
-            x = face_augment(resize_faces(images[idx], size), seed=aug_seed)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            loss = -(targets[idx] * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
-            if not torch.isfinite(loss):
-                raise ConfigError(f"{out}: the training loss became {float(loss)} at step {step + 1} (epoch "
-                                  f"{epoch}); lower optim.lr or set optim.grad_clip")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if optim_cfg["grad_clip"] is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(optim_cfg["grad_clip"]))
-            optimizer.step()
-            losses.append(loss.detach())
-            step += 1
-            images_seen += len(idx)
+        losses, done = trainer.train_epoch(epoch)
         train_seconds = time.perf_counter() - t0
         if not losses:
             break
-        scores = evaluate_faces(model, valid_set, size=size, device=device,
-                                batch_size=int(cfg["eval_batch_size"]), amp=amp)
-        row = {"epoch": epoch, "steps": step, "train_loss": float(torch.stack(losses).mean()),
-               "train_seconds": round(train_seconds, 2), "lr_end": optimizer.param_groups[0]["lr"],
+        scores = evaluate_faces(trainer.model, valid_set, size=trainer.size, device=trainer.device,
+                                batch_size=int(cfg["eval_batch_size"]), amp=trainer.amp)
+        row = {"epoch": epoch, "steps": trainer.step, "train_loss": float(torch.stack(losses).mean()),
+               "train_seconds": round(train_seconds, 2), "lr_end": trainer.optimizer.param_groups[0]["lr"],
                **{f"valid_{k}": v for k, v in scores.items()}}
         history.append(row)
         atomic_write_json(out / "history.json", history)
@@ -427,21 +492,52 @@ def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool
                   f"{scores['ccc_valence']:.3f}", file=sys.stderr)
         if done:
             break
-    wall = time.perf_counter() - started
+    return history
+
+
+def _run_results(cfg: Mapping[str, Any], trainer: _FaceTrainer, history: list[dict[str, Any]], *, n_params: int,
+                 n_train: int, n_valid: int, wall: float) -> dict[str, Any]:
+    """``results.json``: the last epoch's valid scores, the schedule done, time, device and versions."""
     final = history[-1]
-    results = {
-        "model_name": cfg["model_name"], "parameters": n_params, "image_size": size,
+    return {
+        "model_name": cfg["model_name"], "parameters": n_params, "image_size": trainer.size,
         "accuracy": final["valid_accuracy"], "ccc_arousal": final["valid_ccc_arousal"],
         "ccc_valence": final["valid_ccc_valence"], "valid_loss": final["valid_loss"],
-        "epochs": len(history), "steps": step, "schedule_done": round(min(1.0, max(
-            step / total_steps, wall / budget if budget else 0.0)), 3),
-        "train_faces": len(train_set), "valid_faces": len(valid_set),
-        "wall_seconds": round(wall, 1), "images_per_second": round(images_seen / wall, 1),
-        "device": _device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(), "budget_minutes": optim_cfg["budget_minutes"],
+        "epochs": len(history), "steps": trainer.step,
+        "schedule_done": round(min(1.0, trainer.schedule.fraction(trainer.step, wall)), 3),
+        "train_faces": n_train, "valid_faces": n_valid,
+        "wall_seconds": round(wall, 1), "images_per_second": round(trainer.images_seen / wall, 1),
+        "device": _device_name(trainer.device), "torch": torch.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "budget_minutes": cfg["optim"]["budget_minutes"],
     }
+
+
+def pretrain_faces(config: Mapping[str, Any], *, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` (see :func:`load_pretrain_config`) into the run folder ``out``; returns the final scores."""
+    cfg = load_pretrain_config(config)
+    out = Path(out)
+    _start_run_folder(cfg, out)
+    _seed_all(int(cfg["seed"]))
+    device, amp = _device_and_amp(cfg)
+    root = _data_root(cfg)
+    train_set = load_ferplus_split(root / "ferplus_train.npz", limit=cfg["data"]["train_limit"])
+    valid_set = load_ferplus_split(root / "ferplus_valid.npz", limit=cfg["data"]["valid_limit"])
+    size = _image_size(cfg)
+    model = _prepare_model(cfg, device)
+    n_params = sum(p.numel() for p in model.branch.parameters())
+    trainer = _face_trainer(cfg, model, train_set, device=device, amp=amp, size=size, out=out)
+    print(f"pretrain-faces: {cfg['model_name']} ({n_params / 1e6:.2f} M parameters) on {len(train_set)} train / "
+          f"{len(valid_set)} valid faces from {root} ({train_set.dropped} + {valid_set.dropped} dropped: "
+          f"majority unknown/NF or no category vote), {size}x{size} input, device {device}" + (", bf16" if amp else ""),
+          file=sys.stderr)
+    trainer.schedule.started = time.perf_counter()
+    history = _train_epochs(cfg, trainer, valid_set, out=out, progress=progress)
+    wall = time.perf_counter() - trainer.schedule.started
+    results = _run_results(cfg, trainer, history, n_params=n_params, n_train=len(train_set),
+                           n_valid=len(valid_set), wall=wall)
+    final = history[-1]
     save_checkpoint(out / "model.pt", model=model, optimizer=None, scheduler=None, epoch=len(history),
-                    step=step, best_score=float(final["valid_accuracy"]), best_epoch=len(history),
+                    step=trainer.step, best_score=float(final["valid_accuracy"]), best_epoch=len(history),
                     stale_epochs=0, history=history, config={**cfg, "pretrain": "faces"}, prepare_config=None)
     atomic_write_json(out / "results.json", results)
     return results

@@ -15,7 +15,7 @@ the selection score — **higher is better**; ``best.pt`` keeps the best epoch.
 Run folder::
 
     RUN/config.yaml           the resolved configuration (every model option spelt out)
-    RUN/last.pt, RUN/best.pt  checkpoints (see mmaffect.training.checkpoint)
+    RUN/last.pt, RUN/best.pt  checkpoints (see mmaffect.checkpoints)
     RUN/log.csv               epoch, step, train_loss, dev_arousal, dev_valence, dev_mean, seconds
     RUN/learning_curves.png   train loss and dev CCC per epoch
 
@@ -53,18 +53,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmaffect.config import apply_overrides, builtin_config, dump_config, merge
-from mmaffect.data.cache import Cache
-from mmaffect.data.dataset import SessionWindows, collate
-from mmaffect.errors import ConfigError
-from mmaffect.training.augment_faces import FaceAugment, face_augment_from_config
-from mmaffect.training.checkpoint import (
+from mmaffect.checkpoints import (
     capture_rng_state,
+    import_modules,
+    load_branch_weights,
     load_checkpoint,
     plain,
     restore_rng_state,
     save_checkpoint,
 )
+from mmaffect.config import apply_overrides, builtin_config, dump_config, merge
+from mmaffect.data.cache import Cache
+from mmaffect.data.dataset import SessionWindows, collate
+from mmaffect.errors import ConfigError
+from mmaffect.training.augment_faces import FaceAugment, face_augment_from_config
 from mmaffect.training.distributed import (
     BlockDistributedSampler,
     DistContext,
@@ -77,7 +79,6 @@ from mmaffect.training.distributed import (
 )
 from mmaffect.training.evaluate import (
     dataset_options,
-    import_modules,
     partition_scores,
     predict_recordings,
 )
@@ -117,14 +118,14 @@ def load_train_config(source: str | Path | Mapping[str, Any] | None = None,
     ``model_options.<key>=value`` overrides may name any option of the
     chosen model (they are applied after the model's defaults are filled in).
     """
-    from mmaffect.config import _read_yaml
+    from mmaffect.config import read_config
 
     if source is None:
         raw: dict[str, Any] = {}
     elif isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
     else:
-        raw = _read_yaml(Path(source))
+        raw = read_config(source)  # a file, or a built-in name such as synthetic/audio
     defaults = builtin_config("train")
     user_options = dict(raw.pop("model_options", None) or {})
     user_tune = raw.pop("tune", None)
@@ -151,6 +152,23 @@ def _merge_tune(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def check_face_size(cfg: Mapping[str, Any], prepare_config: Mapping[str, Any], cache_root: Path) -> None:
+    """Refuse a visual model whose ``image_size`` is not the size of the cache's face crops.
+
+    The network sees the crops as prepared (training, ``predict`` and the ONNX export alike); an
+    ``image_size`` option that says otherwise would be recorded in the checkpoint and mislead every
+    later user of it (an exported graph sized for crops the model never saw).
+    """
+    if "visual" not in cfg["data"]["modalities"] or not (prepare_config.get("faces") or {}).get("enabled", True):
+        return
+    option = (cfg.get("model_options") or {}).get("image_size")
+    crops = (prepare_config.get("faces") or {}).get("size")
+    if option is not None and crops is not None and int(option) != int(crops):
+        raise ConfigError(f"model_options.image_size={option} but the face crops of {cache_root} are "
+                          f"{crops}×{crops} (faces.size): set model_options.image_size={crops}, or prepare "
+                          f"with faces.size={option}")
 
 
 def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,14 +200,50 @@ def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"data.window must be an integer ≥ 2 (frames), not {data['window']!r}")
     if float(data.get("annotation_delay", 0.0)) < 0:
         raise ConfigError("data.annotation_delay cannot be negative")
-    if optim.get("scheduler", "none") not in ("none", "plateau"):
-        raise ConfigError(f"optim.scheduler must be 'none' or 'plateau', not {optim['scheduler']!r}")
+    if optim.get("scheduler", "none") not in SCHEDULERS:
+        raise ConfigError(f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, not {optim['scheduler']!r}")
     init = out.get("init_from") or {}
     extra = {m for m, p in init.items() if p} - set(spec.modalities)
     if extra:
         raise ConfigError(f"init_from names branches {sorted(m for m, p in init.items() if p)} but "
                           f"{spec.name!r} has only {', '.join(spec.modalities)}")
     return out
+
+
+# optim.scheduler: none; plateau (halve lr after 2 epochs without a better devel score); warmup-cosine
+# (per step: linear warm-up from lr/WARMUP_START over the first epoch, at most a quarter of the run,
+# then cosine decay to 0 at the last step; see lr_factor).
+SCHEDULERS = ("none", "plateau", "warmup-cosine")
+WARMUP_START = 100.0
+
+
+def warmup_steps(steps_per_epoch: int, total_steps: int) -> int:
+    """Warm-up length of ``warmup-cosine``: one epoch, at most a quarter of the run.
+
+    >>> warmup_steps(35, 210), warmup_steps(35, 70)
+    (35, 17)
+    """
+    return max(0, min(int(steps_per_epoch), int(total_steps) // 4))
+
+
+def lr_factor(step: int, total_steps: int, warmup: int, kind: str = "warmup-cosine") -> float:
+    """Multiplier of ``optim.lr`` for the optimiser step ``step`` (0-based) of ``total_steps``.
+
+    ``warmup-cosine``: linear from 1/WARMUP_START to 1 over ``warmup`` steps,
+    then half a cosine from 1 to 0 over the remaining steps (the last step
+    runs at a small positive rate). Other schedulers: 1. A function of the
+    step alone, so a resumed run continues the same schedule.
+
+    >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 9)]
+    [0.01, 0.505, 1.0, 0.5, 0.038]
+    """
+    if kind != "warmup-cosine" or total_steps <= 0:
+        return 1.0
+    if step < warmup:
+        start = 1.0 / WARMUP_START
+        return start + (1.0 - start) * step / warmup
+    span = max(1, total_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
 
 
 def seed_everything(seed: int) -> None:
@@ -372,8 +426,6 @@ def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, 
     sources = {m: p for m, p in (cfg.get("init_from") or {}).items() if p}
     if not sources:
         return {}
-    from mmaffect.models.assembly import load_branch_weights
-
     return load_branch_weights(model, sources)  # type: ignore[arg-type]
 
 
@@ -458,6 +510,7 @@ def _train(
 
     cache = Cache(data["cache"])
     prepare_config = cache.config()
+    check_face_size(cfg, prepare_config, cache.root)
     label_rate = float(prepare_config.get("label_rate", 10.0))
     delay = int(round(float(data.get("annotation_delay", 0.0)) * label_rate))
     ds_opts = dataset_options(prepare_config)
@@ -515,6 +568,11 @@ def _train(
     grad_clip = optim_cfg.get("grad_clip")
     patience = optim_cfg.get("patience")
     epochs = int(optim_cfg["epochs"])
+    base_lr = float(optim_cfg["lr"])
+    schedule = str(optim_cfg.get("scheduler", "none"))
+    steps_per_epoch = math.ceil(len(sampler) / sampler.local_batch)  # the DataLoader's batches per epoch
+    total_steps = steps_per_epoch * epochs
+    warmup = warmup_steps(steps_per_epoch, total_steps)
     plot = bool(cfg.get("log", {}).get("plot", True))
     events = _event_writer(out, cfg.get("log", {}).get("tensorboard", "auto")) if ctx.is_main else None
     show = progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main
@@ -545,6 +603,9 @@ def _train(
             loss.backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), float(grad_clip))
+            if schedule == "warmup-cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = base_lr * lr_factor(step, total_steps, warmup)
             optimizer.step()
             step += 1
             batches += 1

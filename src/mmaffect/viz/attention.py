@@ -11,11 +11,12 @@ batch axis removed), so any caller that ran a model can draw them:
   diagram (modalities → pairs → fused vector), like Fig. 4;
 * :func:`word_weights_html` / :func:`word_weights_png` — sentences with every
   word highlighted by its selector weight, like Fig. 3;
-* :func:`frame_words`, :func:`sentence_at`, :func:`peaked_frames`,
-  :func:`frames_at` — pick the sentences to show;
-* :func:`collect_attention` runs a model over one batch (eval mode, no
-  gradients) and :func:`session_attention` runs a training checkpoint over a
-  whole cached recording.
+* :func:`sentence_at`, :func:`peaked_frames`, :func:`frames_at` — pick the
+  sentences to show.
+
+Running a model to get the weights is inference: :func:`collect_attention`,
+:func:`session_attention`, :class:`SessionAttention` and :func:`frame_words`
+live in :mod:`mmaffect.inference.attention` and are re-exported here.
 
 Which weight is which (src/mmaffect/models/fusion.py): with modalities
 (text, audio, visual), the hierarchical fusion's ``pairwise`` is (T, P, 2),
@@ -49,6 +50,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.inference.attention import SessionAttention, collect_attention, frame_words, session_attention
 from mmaffect.models.fusion import _default_pairs
 from mmaffect.utils.io import atomic_write_text
 from mmaffect.viz.common import as_array, save_png
@@ -153,59 +155,75 @@ def _panels(
         raise DataError("no fusion weights to draw (the concatenation fusion and unimodal models have none); "
                         f"got keys {sorted(attention)}")
     names = [str(m) for m in modalities]
-    m = len(names)
-    if m < 2:
+    if len(names) < 2:
         raise DataError(f"fusion weights need at least two modalities, got {names}")
     first = next(iter(att.values()))
     t = int(first.shape[0]) if first.ndim else 0
     if n_frames is not None and t != n_frames:
         raise DataError(f"fusion weights have {t} frames but there are {n_frames} times")
-    panels: list[_Panel] = []
     if kind == "hierarchical":
-        pair_list = [tuple(int(i) for i in p) for p in (pairs or _default_pairs(m))]
-        if any(len(p) != 2 or not all(0 <= i < m for i in p) for p in pair_list):
-            raise DataError(f"pairs {pair_list} do not index {m} modalities")
-        n_pairs = len(pair_list)
-        pair_names = [f"{names[i]}–{names[j]}" for i, j in pair_list]
-        if "pairwise" not in att or "top" not in att:
-            raise DataError("hierarchical fusion weights need both fusion.pairwise and fusion.top")
-        _check_shape("pairwise", att["pairwise"], (t, n_pairs, 2))
-        _check_shape("top", att["top"], (t, n_pairs))
-        labels = [f"{names[p[j]]} in {pn}" for p, pn in zip(pair_list, pair_names) for j in range(2)]
-        edges = [(p[j], k) for k, p in enumerate(pair_list) for j in range(2)]
-        panels.append(_Panel("pairwise weights (first layer, one selector per pair, Eq. 4–5)",
-                             att["pairwise"].reshape(t, 2 * n_pairs), labels, edges))
-        panels.append(_Panel("top-level weights (second layer: weight of each pair)", att["top"], pair_names,
-                             [(k, 0) for k in range(n_pairs)]))
-    elif kind == "crossmodal-hierarchical":
-        if "pairwise" not in att or "top" not in att:
-            raise DataError("cross-modal fusion weights need both fusion.pairwise and fusion.top")
-        _check_shape("pairwise", att["pairwise"], (t, m, m - 1))
-        _check_shape("top", att["top"], (t, m))
-        others = [[c for c in range(m) if c != q] for q in range(m)]
-        labels = [f"{names[q]} attends {names[c]}" for q in range(m) for c in others[q]]
-        edges = [(c, q) for q in range(m) for c in others[q]]
-        panels.append(_Panel("pairwise weights (each modality over the others, Eq. 8–9)",
-                             att["pairwise"].reshape(t, m * (m - 1)), labels, edges))
-        panels.append(_Panel("top-level weights (per-modality vectors v_f, Eq. 9)", att["top"],
-                             [f"v_f of {n}" for n in names], [(q, 0) for q in range(m)]))
-    else:
-        if "modality" not in att:
-            raise DataError("self-attention fusion weights need fusion.modality")
-        alpha = att["modality"]
-        if alpha.ndim != 3:
-            raise DataError(f"fusion.modality: expected (T, heads, {m}), got {alpha.shape}")
-        heads = alpha.shape[1]
-        _check_shape("modality", alpha, (t, heads, m))
-        labels = [f"head {h + 1}: {n}" for h in range(heads) for n in names]
-        edges = [(i, h) for h in range(heads) for i in range(m)]
-        panels.append(_Panel("modality weights α per head (Eq. 6)", alpha.reshape(t, heads * m), labels, edges))
-        if "self" in att:
-            _check_shape("self", att["self"], (t, heads, m, m))
-            received = att["self"].mean(axis=(1, 2))
-            panels.append(_Panel("self-attention key weights (mean over heads and query rows)", received,
-                                 list(names)))
-    return kind, panels
+        return kind, _hierarchical_panels(att, names, t, pairs)
+    if kind == "crossmodal-hierarchical":
+        return kind, _crossmodal_panels(att, names, t)
+    return kind, _self_attention_panels(att, names, t)
+
+
+def _hierarchical_panels(att: Mapping[str, np.ndarray], names: list[str], t: int,
+                         pairs: Sequence[tuple[int, int]] | None) -> list[_Panel]:
+    """Pairwise and top-level weights of the hierarchical fusion (Eq. 4–5)."""
+    m = len(names)
+    pair_list = [tuple(int(i) for i in p) for p in (pairs or _default_pairs(m))]
+    if any(len(p) != 2 or not all(0 <= i < m for i in p) for p in pair_list):
+        raise DataError(f"pairs {pair_list} do not index {m} modalities")
+    n_pairs = len(pair_list)
+    pair_names = [f"{names[i]}–{names[j]}" for i, j in pair_list]
+    if "pairwise" not in att or "top" not in att:
+        raise DataError("hierarchical fusion weights need both fusion.pairwise and fusion.top")
+    _check_shape("pairwise", att["pairwise"], (t, n_pairs, 2))
+    _check_shape("top", att["top"], (t, n_pairs))
+    labels = [f"{names[p[j]]} in {pn}" for p, pn in zip(pair_list, pair_names) for j in range(2)]
+    edges = [(p[j], k) for k, p in enumerate(pair_list) for j in range(2)]
+    return [_Panel("pairwise weights (first layer, one selector per pair, Eq. 4–5)",
+                   att["pairwise"].reshape(t, 2 * n_pairs), labels, edges),
+            _Panel("top-level weights (second layer: weight of each pair)", att["top"], pair_names,
+                   [(k, 0) for k in range(n_pairs)])]
+
+
+def _crossmodal_panels(att: Mapping[str, np.ndarray], names: list[str], t: int) -> list[_Panel]:
+    """Pairwise (each modality over the others) and top-level weights of the cross-modal fusion (Eq. 8–9)."""
+    m = len(names)
+    if "pairwise" not in att or "top" not in att:
+        raise DataError("cross-modal fusion weights need both fusion.pairwise and fusion.top")
+    _check_shape("pairwise", att["pairwise"], (t, m, m - 1))
+    _check_shape("top", att["top"], (t, m))
+    others = [[c for c in range(m) if c != q] for q in range(m)]
+    labels = [f"{names[q]} attends {names[c]}" for q in range(m) for c in others[q]]
+    edges = [(c, q) for q in range(m) for c in others[q]]
+    return [_Panel("pairwise weights (each modality over the others, Eq. 8–9)",
+                   att["pairwise"].reshape(t, m * (m - 1)), labels, edges),
+            _Panel("top-level weights (per-modality vectors v_f, Eq. 9)", att["top"],
+                   [f"v_f of {n}" for n in names], [(q, 0) for q in range(m)])]
+
+
+def _self_attention_panels(att: Mapping[str, np.ndarray], names: list[str], t: int) -> list[_Panel]:
+    """Modality weights α per head (Eq. 6) and, when given, the self-attention key weights."""
+    m = len(names)
+    if "modality" not in att:
+        raise DataError("self-attention fusion weights need fusion.modality")
+    alpha = att["modality"]
+    if alpha.ndim != 3:
+        raise DataError(f"fusion.modality: expected (T, heads, {m}), got {alpha.shape}")
+    heads = alpha.shape[1]
+    _check_shape("modality", alpha, (t, heads, m))
+    labels = [f"head {h + 1}: {n}" for h in range(heads) for n in names]
+    edges = [(i, h) for h in range(heads) for i in range(m)]
+    panels = [_Panel("modality weights α per head (Eq. 6)", alpha.reshape(t, heads * m), labels, edges)]
+    if "self" in att:
+        _check_shape("self", att["self"], (t, heads, m, m))
+        received = att["self"].mean(axis=(1, 2))
+        panels.append(_Panel("self-attention key weights (mean over heads and query rows)", received,
+                             list(names)))
+    return panels
 
 
 def _masked(values: np.ndarray, frame_mask: np.ndarray | None) -> np.ndarray:
@@ -534,21 +552,6 @@ def word_weights_png(
 # --------------------------------------------------------------------------- picking sentences
 
 
-def frame_words(word_tokens: Sequence[str], word_index: np.ndarray) -> list[list[str]]:
-    """The words of every frame: ``word_tokens[word_index[t, l]]`` for the slots ≥ 0, in slot order.
-
-    >>> frame_words(np.array(["a", "b", "c"], dtype=object), np.array([[0, 2, -1], [-1, -1, -1]]))
-    [['a', 'c'], []]
-    """
-    index = np.asarray(word_index)
-    if index.ndim != 2:
-        raise DataError(f"word_index: expected (T, L), got shape {index.shape}")
-    tokens = list(word_tokens)
-    if index.size and index.max() >= len(tokens):
-        raise DataError(f"word_index refers to word {int(index.max())} but there are {len(tokens)} tokens")
-    return [[str(tokens[i]) for i in row if i >= 0] for row in index]
-
-
 def _head_weights(selector: np.ndarray, head: int | None) -> np.ndarray:
     """(T, P, L) or (T, L) selector weights → (T, L) of one head or the mean over heads."""
     sel = np.asarray(selector, dtype=np.float64)
@@ -649,186 +652,3 @@ def frames_at(times: np.ndarray, query: Sequence[float]) -> list[int]:
             raise DataError(f"time {q:g} s is outside the recording ({t[0]:g} to {t[-1] + step:g} s)")
         out.append(int(np.searchsorted(t, q, side="right") - 1))
     return out
-
-
-# --------------------------------------------------------------------------- running a model
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().cpu().numpy()
-
-
-@torch.no_grad()
-def collect_attention(
-    model: torch.nn.Module,
-    batch: Mapping[str, torch.Tensor],
-    *,
-    chunk: int | None = None,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run ``model`` on one recording in eval mode without gradients.
-
-    ``batch`` is the model-batch layout of one recording, with a batch axis
-    of 1 or without one (an item of :func:`mmaffect.data.dataset.load_frames`).
-    With ``chunk`` frames and a model that has ``forward_frames``, the
-    recording is run in chunks carrying the LSTM state (the same result,
-    bounded memory). Returns ``pred`` (T, 2) and the attention dict as float
-    numpy arrays with the batch axis removed. The model's mode is restored.
-    """
-    if "mask" not in batch:
-        raise DataError("the batch has no 'mask' entry")
-    items = dict(batch)
-    if items["mask"].dim() == 1:
-        items = {k: v.unsqueeze(0) for k, v in items.items()}
-    if items["mask"].shape[0] != 1:
-        raise DataError(f"collect_attention takes one recording, got a batch of {items['mask'].shape[0]}")
-    param = next(model.parameters(), None)
-    if param is not None:
-        items = {k: v.to(param.device) for k, v in items.items()}
-    n = int(items["mask"].shape[1])
-    was_training = model.training
-    model.eval()
-    try:
-        if chunk is not None and chunk > 0 and n > chunk and hasattr(model, "forward_frames"):
-            preds, parts, state = [], {}, None
-            for start in range(0, n, chunk):
-                part = {k: v[:, start:start + chunk] for k, v in items.items()}
-                out, state = model.forward_frames(part, state)
-                preds.append(out.pred)
-                for key, value in out.attention.items():
-                    parts.setdefault(key, []).append(value)
-            pred = torch.cat(preds, dim=1)
-            attention = {k: torch.cat(v, dim=1) for k, v in parts.items()}
-        else:
-            out = model(items)
-            pred, attention = out.pred, dict(out.attention)
-    finally:
-        model.train(was_training)
-    return _to_numpy(pred[0, :, :2]), {k: _to_numpy(v[0]) for k, v in attention.items()}
-
-
-@dataclass
-class SessionAttention:
-    """A checkpoint run over one whole cached recording (time is the leading axis everywhere).
-
-    ``pred`` is the model output for each *input* frame; compare it with
-    ``gold`` after :func:`mmaffect.training.evaluate.align_delay` with
-    ``delay_frames`` (the run's annotation delay), as ``mmaffect evaluate``
-    does. ``presence`` says per modality whether the frame has it (words,
-    audio, a face); ``pairs`` are the hierarchical fusion's pairs (None for
-    other models).
-    """
-
-    name: str
-    partition: str | None
-    model_name: str
-    modalities: tuple[str, ...]
-    times: np.ndarray
-    pred: np.ndarray
-    gold: np.ndarray | None
-    attention: dict[str, np.ndarray]
-    presence: dict[str, np.ndarray]
-    words: list[list[str]]
-    word_tokens: np.ndarray | None
-    word_index: np.ndarray | None
-    pairs: tuple[tuple[int, int], ...] | None
-    delay_frames: int
-
-
-_PRESENCE_KEYS = {"text": "word_mask", "audio": "audio_mask", "visual": "face_mask"}
-
-
-def session_attention(
-    checkpoint: str | Path | Mapping[str, Any],
-    *,
-    session: str,
-    cache: str | Path | None = None,
-    device: str = "cpu",
-    chunk: int | None = 300,
-) -> SessionAttention:
-    """Run a training checkpoint over the whole cached recording ``session``.
-
-    ``checkpoint``: a ``.pt`` path or a loaded checkpoint dict; ``cache``
-    defaults to the run's ``data.cache``. Raises :class:`ConfigError` /
-    :class:`DataError` naming the file for an unknown session or a cache
-    whose inputs do not fit the model.
-    """
-    from mmaffect.data.cache import Cache, read_stream
-    from mmaffect.data.dataset import load_frames
-    from mmaffect.models import get_spec
-    from mmaffect.training.checkpoint import load_checkpoint
-    from mmaffect.training.evaluate import build_model_from_checkpoint, dataset_options
-
-    label = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "checkpoint"
-    ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else dict(checkpoint)
-    cfg = ckpt.get("config") or {}
-    if "model_name" not in cfg:
-        raise ConfigError(f"{label}: the checkpoint's config has no model_name")
-    data_cfg = cfg.get("data") or {}
-    root = cache if cache is not None else data_cfg.get("cache")
-    if root is None:
-        raise ConfigError(f"{label}: the checkpoint names no cache; pass one (--cache)")
-    cache_obj = Cache(root)
-    found = [s for s in cache_obj.sessions() if s.name == session]
-    if not found:
-        names = [s.name for s in cache_obj.sessions()]
-        raise DataError(f"no prepared session {session!r} (there are {len(names)}: "
-                        f"{', '.join(names[:8])}{', …' if len(names) > 8 else ''})", path=cache_obj.root)
-    sess = found[0]
-    prep = cache_obj.config()
-    modalities = tuple(data_cfg.get("modalities") or get_spec(str(cfg["model_name"])).modalities)
-    model = build_model_from_checkpoint(ckpt)
-    model.to(torch.device(device))
-
-    text = read_stream(sess.streams["text"], keys=["word_tokens", "word_index"]) if sess.has("text") else None
-    embed_dim = 0
-    if "text" in modalities:
-        opt = (cfg.get("model_options") or {}).get("embed_dim")
-        if opt is not None:
-            embed_dim = int(opt)
-        elif sess.has("text"):
-            embed_dim = int(read_stream(sess.streams["text"], keys=["word_vectors"])["word_vectors"].shape[1])
-        else:
-            raise ConfigError(f"{label}: cannot tell the word vector size; the session has no text")
-    item = load_frames(sess, slice(0, sess.n_frames), modalities=modalities, embed_dim=embed_dim,
-                       **dataset_options(prep))
-    try:
-        pred, attention = collect_attention(model, item, chunk=chunk)
-    except RuntimeError as exc:
-        raise ConfigError(f"{cache_obj.root}: its inputs do not fit the model of {label} ({exc})") from None
-
-    times = None
-    for stream in ("labels", "audio", "faces", "text"):
-        if sess.has(stream):
-            try:
-                times = np.asarray(read_stream(sess.streams[stream], keys=["times"])["times"], dtype=np.float64)
-                break
-            except KeyError:
-                continue
-    label_rate = float(prep.get("label_rate", 10.0))
-    if times is None or len(times) != sess.n_frames:
-        times = np.arange(sess.n_frames, dtype=np.float64) / label_rate
-    presence = {}
-    for m in modalities:
-        flags = item[_PRESENCE_KEYS[m]].numpy()
-        presence[m] = flags.any(axis=-1) if flags.ndim == 2 else flags.astype(bool)
-    fusion = getattr(model, "fusion", None)
-    pairs = tuple(tuple(int(i) for i in p) for p in fusion.pairs) if hasattr(fusion, "pairs") else None
-    model_modalities = tuple(getattr(model, "modalities", modalities))
-    delay_s = float(data_cfg.get("annotation_delay", 0.0))
-    return SessionAttention(
-        name=sess.name,
-        partition=sess.partition,
-        model_name=str(cfg["model_name"]),
-        modalities=model_modalities,
-        times=times,
-        pred=pred.astype(np.float64),
-        gold=item["labels"].numpy().astype(np.float64) if "labels" in item else None,
-        attention=attention,
-        presence=presence,
-        words=frame_words(text["word_tokens"], text["word_index"]) if text is not None
-        else [[] for _ in range(sess.n_frames)],
-        word_tokens=None if text is None else text["word_tokens"],
-        word_index=None if text is None else text["word_index"],
-        pairs=pairs,
-        delay_frames=int(round(delay_s * label_rate)),
-    )

@@ -37,7 +37,7 @@ def _cmd_traces(args: argparse.Namespace) -> None:
 
 
 def _cmd_attention(args: argparse.Namespace) -> None:
-    from mmaffect.viz.attention import session_attention
+    from mmaffect.inference.attention import session_attention
     from mmaffect.viz.report import write_session_figures
 
     result = session_attention(args.checkpoint, session=args.session, cache=args.cache, device=args.device)

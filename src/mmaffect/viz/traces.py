@@ -1,7 +1,7 @@
 """Prediction vs. gold traces of arousal and valence over a recording.
 
 :func:`plot_traces` draws one recording from numpy arrays (what
-``mmaffect predict`` or :func:`mmaffect.viz.attention.session_attention`
+``mmaffect predict`` or :func:`mmaffect.inference.attention.session_attention`
 produce); :func:`plot_run_traces` draws every recording that ``mmaffect
 evaluate RUN`` wrote under ``RUN/eval/predictions-<checkpoint>/``.
 """

@@ -1,7 +1,7 @@
 """Composite multimodal benchmark: EmoDB voices, FER+ faces and EmoBank sentences on one trajectory.
 
 :func:`adapt_composite` assembles time-continuous sessions in mmaffect's
-generic layout (see :mod:`mmaffect.data.adapters`) from three real research
+generic layout (see :mod:`mmaffect.data.writers.layout`) from three real research
 corpora, so that the Table-6 study (unimodal networks, then five fusion
 strategies) can be run on real signals:
 
@@ -42,7 +42,7 @@ EmoBank dev (cut at a document boundary) for devel/test.
 This is a **proxy** benchmark, not a substitute for SEWA: an acted German
 voice, English sentences and still faces of different people glued onto one
 trajectory of category prototypes. The corpora are for research use only
-(``adapter.json`` carries :data:`~mmaffect.data.adapters.RESEARCH_TERMS`).
+(``adapter.json`` carries :data:`~mmaffect.data.writers.layout.RESEARCH_TERMS`).
 See ``docs/composite.md``.
 """
 
@@ -63,30 +63,21 @@ from typing import Any
 
 import numpy as np
 
-from mmaffect.data.adapters import (
-    RESEARCH_TERMS,
+from mmaffect.data.proxy import EXCLUDED_VOTES, PROXY_VA, votes_matrix_to_va
+from mmaffect.data.session import LABEL_RATE
+from mmaffect.data.sources import (
+    EMOBANK_ID,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
-    AdaptReport,
-    FaceRendering,
-    _EmoUtterance,
-    _emobank_csv,
-    _EMOBANK_ID,
-    _emodb_utterances,
-    _ferplus_keep,
-    _finish,
-    _load_ferplus,
-    _prepare_out,
-    _read_emobank,
-    _Sentence,
-    _video_codec,
-    _write_csv,
-    _write_labels,
-    _write_spans,
-    _write_video,
-    _write_wav,
+    EmoBankSentence,
+    EmoDBUtterance,
+    emobank_csv,
+    emodb_utterances,
+    ferplus_keep,
+    load_ferplus,
+    read_emobank,
 )
-from mmaffect.data.face_render import (
+from mmaffect.data.writers.face_render import (
     BACKGROUND_KINDS,
     SKIN_TONES,
     FacePose,
@@ -99,8 +90,19 @@ from mmaffect.data.face_render import (
     skin_gains,
     tint_face,
 )
-from mmaffect.data.proxy import EXCLUDED_VOTES, PROXY_VA, votes_matrix_to_va
-from mmaffect.data.session import LABEL_RATE
+from mmaffect.data.writers.ferplus import FaceRendering
+from mmaffect.data.writers.layout import (
+    RESEARCH_TERMS,
+    AdaptReport,
+    finish_corpus,
+    prepare_output,
+    video_codec,
+    write_csv,
+    write_labels,
+    write_spans,
+    write_video,
+    write_wav,
+)
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.utils.io import atomic_write_json
 
@@ -230,13 +232,13 @@ class _TextPool:
     """EmoBank sentences of one partition, with their rescaled (valence, arousal)."""
 
     split: str
-    sentences: list[_Sentence]
+    sentences: list[EmoBankSentence]
     va: np.ndarray  # (N, 2)
 
 
 @dataclass
 class _Sources:
-    voices: dict[str, dict[str, dict[str, list[_EmoUtterance]]]]  # partition → speaker → category → utterances
+    voices: dict[str, dict[str, dict[str, list[EmoDBUtterance]]]]  # partition → speaker → category → utterances
     faces: dict[str, _FacePool]
     texts: dict[str, _TextPool]
 
@@ -245,8 +247,8 @@ def _face_pools(src: Path, report: AdaptReport) -> dict[str, _FacePool]:
     """FER+ train → train; kept FER+ valid faces in file order: first half devel, second half test."""
     pools: dict[str, _FacePool] = {}
     for file in ("train", "valid"):
-        images, votes, columns, names = _load_ferplus(src / f"ferplus_{file}.npz")
-        keep, reasons = _ferplus_keep(votes, columns)
+        images, votes, columns, names = load_ferplus(src / f"ferplus_{file}.npz")
+        keep, reasons = ferplus_keep(votes, columns)
         for i in np.flatnonzero(~keep):
             report.skipped.append((f"ferplus_{file}:{names[i]}", str(reasons[i])))
         kept = np.flatnonzero(keep)
@@ -270,10 +272,10 @@ def _face_pools(src: Path, report: AdaptReport) -> dict[str, _FacePool]:
 
 def _text_pools(src: Path, report: AdaptReport) -> dict[str, _TextPool]:
     """EmoBank train → train; EmoBank dev in reading order cut at the document boundary nearest its middle."""
-    path = _emobank_csv(src)
-    splits = _read_emobank(path, report)
+    path = emobank_csv(src)
+    splits = read_emobank(path, report.skipped)
 
-    def pool(split: str, sentences: list[_Sentence]) -> _TextPool:
+    def pool(split: str, sentences: list[EmoBankSentence]) -> _TextPool:
         va = np.array([[(s.valence - 3.0) / 2.0, (s.arousal - 3.0) / 2.0] for s in sentences]).reshape(-1, 2)
         return _TextPool(split, sentences, va)
 
@@ -281,8 +283,8 @@ def _text_pools(src: Path, report: AdaptReport) -> dict[str, _TextPool]:
     if not train or len(dev) < 2:
         raise DataError("EmoBank needs sentences of the train split and at least 2 of the dev split", path=path)
 
-    def doc(s: _Sentence) -> str:
-        match = _EMOBANK_ID.match(s.id)
+    def doc(s: EmoBankSentence) -> str:
+        match = EMOBANK_ID.match(s.id)
         return match.group(1) if match else s.id
 
     cuts = [i for i in range(1, len(dev)) if doc(dev[i]) != doc(dev[i - 1])]
@@ -290,15 +292,15 @@ def _text_pools(src: Path, report: AdaptReport) -> dict[str, _TextPool]:
     return {"train": pool("train", train), "devel": pool("dev", dev[:cut]), "test": pool("dev", dev[cut:])}
 
 
-def _voice_pools(src: Path, report: AdaptReport) -> dict[str, dict[str, dict[str, list[_EmoUtterance]]]]:
+def _voice_pools(src: Path, report: AdaptReport) -> dict[str, dict[str, dict[str, list[EmoDBUtterance]]]]:
     """EmoDB utterances by partition (speaker-disjoint, :data:`EMODB_SPEAKERS`), speaker and category."""
     if not src.is_dir():
         raise DataError("EmoDB folder not found", path=src)
-    by_speaker: dict[str, dict[str, list[_EmoUtterance]]] = {}
-    for u in _emodb_utterances(src, report):
+    by_speaker: dict[str, dict[str, list[EmoDBUtterance]]] = {}
+    for u in emodb_utterances(src, report.skipped):
         if u is not None:
             by_speaker.setdefault(u.speaker, {}).setdefault(u.category, []).append(u)
-    pools: dict[str, dict[str, dict[str, list[_EmoUtterance]]]] = {}
+    pools: dict[str, dict[str, dict[str, list[EmoDBUtterance]]]] = {}
     for part, speakers in EMODB_SPEAKERS.items():
         missing = [s for s in speakers if s not in by_speaker]
         if missing:
@@ -420,7 +422,7 @@ class SessionPlan:
     speaker: str
     labels: np.ndarray  # (T, 2) arousal, valence
     items: list[_Item]
-    clips: list[tuple[int, _EmoUtterance]]  # (start frame, utterance)
+    clips: list[tuple[int, EmoDBUtterance]]  # (start frame, utterance)
     turns: list[tuple[float, float]]  # speech span of each utterance, seconds
     transcript: list[tuple[float, float, str]]  # one sentence per speaking turn
     faces: np.ndarray  # (T,) index into the partition's face pool, -1 = no face
@@ -468,28 +470,27 @@ def _category_at(segments: list[tuple[int, int, str]], frame: float) -> str:
     return segments[-1][2]
 
 
-def plan_session(
-    name: str, partition: str, index: int, sources: _Sources, p: CompositeParams, seed: int
-) -> SessionPlan:
-    """Draw one session's trajectory, turns, utterances, sentences and faces (deterministic)."""
-    rng = session_rng(seed, name)
-    segments = _segments(rng, p)
-    labels = _trajectory(segments, p.frames, p.ramp)
-    items = [_Item("label", s, e, "", c, *PROXY_VA[c], c) for s, e, c in segments]
+_Turn = tuple[int, int, list[tuple[int, EmoDBUtterance]]]
+"""A speaking turn: (first frame, end frame of the last clip, its (start frame, utterance) clips)."""
 
-    # --- voice: one speaker per session, turns of 1-3 utterances, listening pauses between turns
-    speakers = EMODB_SPEAKERS[partition]
-    speaker = speakers[index % len(speakers)]
-    by_cat = sources.voices[partition][speaker]
+
+def _plan_voice(
+    rng: np.random.Generator, segments: list[tuple[int, int, str]], by_cat: dict[str, list[EmoDBUtterance]],
+    p: CompositeParams, items: list[_Item],
+) -> tuple[list[tuple[int, EmoDBUtterance]], list[_Turn]]:
+    """Turns of 1-3 utterances of the session's speaker (``by_cat``), listening pauses between turns.
+
+    Returns the placed clips and the turns; appends a ``voice`` item per clip.
+    """
     cats = sorted(by_cat)
     points = np.array([PROXY_VA[c] for c in cats])
     used: dict[str, int] = {}
-    clips: list[tuple[int, _EmoUtterance]] = []
-    turn_spans: list[tuple[int, int, list[tuple[int, _EmoUtterance]]]] = []  # clip frames
+    clips: list[tuple[int, EmoDBUtterance]] = []
+    turn_spans: list[_Turn] = []  # clip frames
     t = _draw(rng, 0, p.listen[1])
     while True:
         n = _draw(rng, *p.utterances_per_turn)
-        turn: list[tuple[int, _EmoUtterance]] = []
+        turn: list[tuple[int, EmoDBUtterance]] = []
         for k in range(n):
             nominal = 2.0 * LABEL_RATE  # category at the middle of a (nominal 2 s) utterance
             target = _category_at(segments, t + nominal / 2)
@@ -516,14 +517,18 @@ def plan_session(
         t += _draw(rng, *(p.long_listen if long else p.listen))
         if t >= p.frames:
             break
-    turns = [(s / LABEL_RATE + u.speech[0], s / LABEL_RATE + u.speech[1]) for s, u in clips]
+    return clips, turn_spans
 
-    # --- words: one EmoBank sentence per turn, among the nearest to the target at the turn's middle
-    texts = sources.texts[partition]
+
+def _plan_words(
+    rng: np.random.Generator, segments: list[tuple[int, int, str]], turn_spans: list[_Turn], texts: _TextPool,
+    p: CompositeParams, items: list[_Item],
+) -> list[tuple[float, float, str]]:
+    """One EmoBank sentence per turn, among the nearest to the target at the turn's middle; appends ``words`` items."""
     k_text = max(3, int(round(p.nearest_share * len(texts.sentences))))
     used_text: set[int] = set()
     transcript: list[tuple[float, float, str]] = []
-    for s, e, turn in turn_spans:
+    for s, _, turn in turn_spans:
         start = s / LABEL_RATE + turn[0][1].speech[0]
         end = turn[-1][0] / LABEL_RATE + turn[-1][1].speech[1]
         target = _category_at(segments, (start + end) / 2 * LABEL_RATE)
@@ -535,9 +540,15 @@ def plan_session(
         transcript.append((start, end, sent.text))
         items.append(_Item("words", int(round(start * LABEL_RATE)), int(round(end * LABEL_RATE)),
                            f"emobank:{sent.id}", "", float(texts.va[i, 0]), float(texts.va[i, 1]), target))
+    return transcript
 
-    # --- face visibility: hidden in some speaking turns and in random gaps
-    hidden = np.zeros(p.frames, dtype=np.int8)  # 0 shown, 1 hidden while speaking, 2 gap
+
+def _plan_hidden(rng: np.random.Generator, turn_spans: list[_Turn], p: CompositeParams, items: list[_Item]) -> np.ndarray:
+    """(T,) int8 face visibility: 0 shown, 1 hidden while speaking (whole turns), 2 a random gap.
+
+    Appends a ``no_face`` item per hidden span (target ``speaking`` or ``gap``).
+    """
+    hidden = np.zeros(p.frames, dtype=np.int8)
     for s, e, _ in turn_spans:
         if rng.random() < p.face_hidden_while_speaking:
             hidden[s:e] = 1
@@ -554,9 +565,17 @@ def plan_session(
         edges = np.flatnonzero(np.diff(mask))
         for s, e in zip(edges[::2], edges[1::2], strict=True):
             items.append(_Item("no_face", int(s), int(e), "", "", math.nan, math.nan, kind))
+    return hidden
 
-    # --- faces over the shown frames
-    pool = sources.faces[partition]
+
+def _plan_faces(
+    rng: np.random.Generator, segments: list[tuple[int, int, str]], hidden: np.ndarray, pool: _FacePool,
+    p: CompositeParams, items: list[_Item],
+) -> np.ndarray:
+    """(T,) index into ``pool`` per frame (-1 = no face): faces held ``face_hold`` over the shown frames.
+
+    Appends a ``face`` item per held face.
+    """
     k_face = max(5, int(round(p.nearest_share * len(pool.names))))
     faces = np.full(p.frames, -1, dtype=np.int64)
     i = 0
@@ -577,6 +596,29 @@ def plan_session(
         items.append(_Item("face", i, end, f"ferplus_{pool.file}:{pool.names[j]}", str(pool.majority[j]),
                            float(pool.va[j, 0]), float(pool.va[j, 1]), target))
         i = end
+    return faces
+
+
+def plan_session(
+    name: str, partition: str, index: int, sources: _Sources, p: CompositeParams, seed: int
+) -> SessionPlan:
+    """Draw one session's trajectory, turns, utterances, sentences and faces (deterministic).
+
+    The session's random stream (:func:`session_rng`) is drawn in this order:
+    segments, voice, words, face visibility, faces; the look
+    (:func:`draw_look`) and the degradation events have streams of their own.
+    """
+    rng = session_rng(seed, name)
+    segments = _segments(rng, p)
+    labels = _trajectory(segments, p.frames, p.ramp)
+    items = [_Item("label", s, e, "", c, *PROXY_VA[c], c) for s, e, c in segments]
+    speakers = EMODB_SPEAKERS[partition]  # one speaker per session
+    speaker = speakers[index % len(speakers)]
+    clips, turn_spans = _plan_voice(rng, segments, sources.voices[partition][speaker], p, items)
+    turns = [(s / LABEL_RATE + u.speech[0], s / LABEL_RATE + u.speech[1]) for s, u in clips]
+    transcript = _plan_words(rng, segments, turn_spans, sources.texts[partition], p, items)
+    hidden = _plan_hidden(rng, turn_spans, p, items)
+    faces = _plan_faces(rng, segments, hidden, sources.faces[partition], p, items)
     look = draw_look(seed, name, p)
     occlusions, blurs, bursts = _draw_events(effects_rng(seed, name), p, faces, look)
     for s, e, occ in occlusions:
@@ -836,7 +878,7 @@ class _FrameRenderer:
 
 def _write_session(folder: Path, plan: SessionPlan, sources: _Sources, p: CompositeParams, seed: int,
                    rendering: FaceRendering, fps: int) -> None:
-    _write_wav(folder / "audio.wav", render_audio(plan, p, seed))
+    write_wav(folder / "audio.wav", render_audio(plan, p, seed))
     look = plan.look
     assert look is not None
     renderer = _FrameRenderer(plan=plan, pool=sources.faces[plan.partition], rendering=rendering, seed=seed)
@@ -848,13 +890,13 @@ def _write_session(folder: Path, plan: SessionPlan, sources: _Sources, p: Compos
             slot = min(int(math.floor(k * LABEL_RATE / fps + 1e-9)), p.frames - 1)
             yield renderer.frame(k / fps, slot, occluded.get(slot), blurred.get(slot))
 
-    _write_video(folder / "video.mp4", frames(), fps=fps, width=rendering.canvas, height=rendering.canvas,
+    write_video(folder / "video.mp4", frames(), fps=fps, width=rendering.canvas, height=rendering.canvas,
                  crf=look.crf)
-    _write_spans(folder / "turns.csv", plan.turns)
-    _write_spans(folder / "transcript.csv", [(s, e) for s, e, _ in plan.transcript],
+    write_spans(folder / "turns.csv", plan.turns)
+    write_spans(folder / "transcript.csv", [(s, e) for s, e, _ in plan.transcript],
                  [text for _, _, text in plan.transcript])
-    _write_labels(folder / "labels.csv", plan.labels, ["arousal", "valence"])
-    _write_csv(
+    write_labels(folder / "labels.csv", plan.labels, ["arousal", "valence"])
+    write_csv(
         folder / "segments.csv",
         ["start", "end", "modality", "source", "category", "valence", "arousal", "target"],
         ([round(it.start / LABEL_RATE, 4), round(it.end / LABEL_RATE, 4), it.modality, it.source, it.category,
@@ -1005,7 +1047,7 @@ def adapt_composite(
     """Write the composite benchmark corpus into ``out`` from the shared data folder ``src``.
 
     ``src`` holds ``emodb/``, ``emobank/`` and ``ferplus/`` (see
-    :func:`~mmaffect.data.adapters.shared_data_root`). ``sessions`` = numbers
+    :func:`~mmaffect.data.sources.shared_data_root`). ``sessions`` = numbers
     of (train, devel, test) sessions of ``seconds`` each; sessions are named
     ``composite_<partition>_<nnnn>``.
 
@@ -1040,7 +1082,7 @@ def adapt_composite(
     all; ranges are drawn once per session unless said otherwise):
 
     * ``skin_tones`` (False): grey faces × per-channel gains of one of
-      :data:`~mmaffect.data.face_render.SKIN_TONES`, ±4 % per face;
+      :data:`~mmaffect.data.writers.face_render.SKIN_TONES`, ±4 % per face;
     * ``backgrounds`` (False): a room, gradient, texture or plain background
       instead of the grey canvas, the photograph's border feathered;
     * ``head_motion`` (0): base scale and offset plus slow sinusoidal drift
@@ -1070,8 +1112,44 @@ def adapt_composite(
     seed give the same files (the video's decoded frames; the bytes too with
     a deterministic encoder). A session depends only on the seed and its name.
     """
+    options = dict(locals())  # the call's arguments by name: taken before any other local exists
     started = time.perf_counter()
     src, out = Path(src), Path(out)
+    params = _composite_params(options)
+    rendering = FaceRendering(upscale=upscale, margin=margin)
+    report = AdaptReport(corpus="composite", out=out)
+    sources = _read_sources(src, report)
+    prepare_output(out, overwrite=overwrite)
+    partitions, tallies, looks = _write_sessions(out, sessions, sources, params, seed, rendering, fps, report)
+    report = finish_corpus(
+        report,
+        partitions=partitions,
+        src=src,
+        params=_run_parameters(options, params, rendering),
+        label_note=(
+            "arousal/valence: a trajectory of category PROXY points (not dimensional ratings) shared by "
+            "EmoDB voices, FER+ faces and EmoBank sentences chosen to match it; a proxy benchmark, "
+            "not a substitute for SEWA"
+        ),
+        started=started,
+    )
+    _add_composite_meta(out / "adapter.json", sources, tallies, looks, sessions)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_share(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be within 0-1, not {value!r}")
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= LABEL_RATE:
+        raise ConfigError(f"{name} must be within 0-{LABEL_RATE} per second, not {value!r}")
+
+
+def _check_run(sessions: Sequence[int], seed: int, seconds: float) -> int:
+    """Check the session counts, seed and length; the session length in frames."""
     if (
         not isinstance(sessions, (tuple, list))
         or len(sessions) != 3
@@ -1084,32 +1162,28 @@ def adapt_composite(
     frames = _frames(seconds, "seconds")
     if frames < 50:
         raise ConfigError(f"seconds must be at least 5.0, not {seconds!r}")
-    ramp_frames = _frames(ramp, "ramp")
-    seg = _range_frames(segment, "segment", minimum=max(1, ramp_frames))
-    upt = utterances_per_turn
+    return frames
+
+
+def _check_utterances_per_turn(upt: Sequence[int]) -> tuple[int, int]:
     if not (isinstance(upt, (tuple, list)) and len(upt) == 2 and all(isinstance(n, int) for n in upt)
             and 1 <= upt[0] <= upt[1]):
         raise ConfigError(f"utterances_per_turn must be a pair of integers 1 <= low <= high, not {upt!r}")
-    for name, value in (("face_hidden_while_speaking", face_hidden_while_speaking),):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} must be within 0-1, not {value!r}")
-    if not 0.0 <= face_gap_rate <= LABEL_RATE:
-        raise ConfigError(f"face_gap_rate must be within 0-{LABEL_RATE} per second, not {face_gap_rate!r}")
-    if not 0.0 < nearest_share <= 1.0:
-        raise ConfigError(f"nearest_share must be within (0, 1], not {nearest_share!r}")
-    noise = _db_range(noise_db, "noise_db", -120.0, -20.0)
-    for name, value in (("long_pause", long_pause), ("digital_silence", digital_silence),
-                        ("channel_share", channel_share)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} must be within 0-1, not {value!r}")
-    for name, value in (("noise_burst_rate", noise_burst_rate), ("occlusion_rate", occlusion_rate),
-                        ("blur_rate", blur_rate)):
-        if not 0.0 <= value <= LABEL_RATE:
-            raise ConfigError(f"{name} must be within 0-{LABEL_RATE} per second, not {value!r}")
+    return int(upt[0]), int(upt[1])
+
+
+def _check_channel_rates(channel_rates: Sequence[int]) -> tuple[int, ...]:
     rates = tuple(channel_rates) if isinstance(channel_rates, (tuple, list)) else ()
     if not rates or not all(isinstance(r, int) and 4000 <= r <= 96000 for r in rates):
         raise ConfigError(f"channel_rates must be a non-empty list of integer rates 4000-96000 Hz, not "
                           f"{channel_rates!r}")
+    return rates
+
+
+def _check_picture(
+    *, head_motion: float, light_slope: float, crf: Sequence[int], upscale: int, margin: float, fps: int
+) -> None:
+    """Check the options of the face video: motion, lighting, compression, size and frame rate."""
     if not 0.0 <= head_motion <= 3.0:
         raise ConfigError(f"head_motion must be within 0-3 (0 = a still face), not {head_motion!r}")
     if not 0.0 <= light_slope <= 1.0:
@@ -1123,46 +1197,71 @@ def adapt_composite(
         raise ConfigError(f"margin must be within 0-2 (fraction of the face size), not {margin!r}")
     if not isinstance(fps, int) or not 20 <= fps <= 60:
         raise ConfigError(f"fps must be an integer 20-60, not {fps!r}")
-    params = CompositeParams(
+
+
+def _composite_params(o: dict[str, Any]) -> CompositeParams:
+    """Check :func:`adapt_composite`'s options (``o``: its arguments by name); durations → frames.
+
+    The checks run in the order of the signature, so the first bad option is the one reported.
+    """
+    frames = _check_run(o["sessions"], o["seed"], o["seconds"])
+    ramp_frames = _frames(o["ramp"], "ramp")
+    seg = _range_frames(o["segment"], "segment", minimum=max(1, ramp_frames))
+    upt = _check_utterances_per_turn(o["utterances_per_turn"])
+    _check_share("face_hidden_while_speaking", o["face_hidden_while_speaking"])
+    _check_rate("face_gap_rate", o["face_gap_rate"])
+    if not 0.0 < o["nearest_share"] <= 1.0:
+        raise ConfigError(f"nearest_share must be within (0, 1], not {o['nearest_share']!r}")
+    noise = _db_range(o["noise_db"], "noise_db", -120.0, -20.0)
+    for name in ("long_pause", "digital_silence", "channel_share"):
+        _check_share(name, o[name])
+    for name in ("noise_burst_rate", "occlusion_rate", "blur_rate"):
+        _check_rate(name, o[name])
+    rates = _check_channel_rates(o["channel_rates"])
+    _check_picture(head_motion=o["head_motion"], light_slope=o["light_slope"], crf=o["crf"], upscale=o["upscale"],
+                   margin=o["margin"], fps=o["fps"])
+    return CompositeParams(
         frames=frames,
         segment=seg,
         ramp=ramp_frames,
-        utterances_per_turn=(int(upt[0]), int(upt[1])),
-        utterance_gap=_range_frames(utterance_gap, "utterance_gap"),
-        listen=_range_frames(listen, "listen", minimum=1),
-        face_hold=_range_frames(face_hold, "face_hold", minimum=1),
-        face_hidden_while_speaking=float(face_hidden_while_speaking),
-        face_gap_rate=float(face_gap_rate),
-        face_gap=_range_frames(face_gap, "face_gap", minimum=1),
-        nearest_share=float(nearest_share),
+        utterances_per_turn=upt,
+        utterance_gap=_range_frames(o["utterance_gap"], "utterance_gap"),
+        listen=_range_frames(o["listen"], "listen", minimum=1),
+        face_hold=_range_frames(o["face_hold"], "face_hold", minimum=1),
+        face_hidden_while_speaking=float(o["face_hidden_while_speaking"]),
+        face_gap_rate=float(o["face_gap_rate"]),
+        face_gap=_range_frames(o["face_gap"], "face_gap", minimum=1),
+        nearest_share=float(o["nearest_share"]),
         noise_db=noise,
-        noise_decay=_db_range(noise_decay, "noise_decay", -12.0, 6.0),
-        long_pause=float(long_pause),
-        long_listen=_range_frames(long_listen, "long_listen", minimum=1),
-        gain_db=_db_range(gain_db, "gain_db", -60.0, 20.0),
-        digital_silence=float(digital_silence),
-        channel_share=float(channel_share),
+        noise_decay=_db_range(o["noise_decay"], "noise_decay", -12.0, 6.0),
+        long_pause=float(o["long_pause"]),
+        long_listen=_range_frames(o["long_listen"], "long_listen", minimum=1),
+        gain_db=_db_range(o["gain_db"], "gain_db", -60.0, 20.0),
+        digital_silence=float(o["digital_silence"]),
+        channel_share=float(o["channel_share"]),
         channel_rates=rates,
-        noise_burst_rate=float(noise_burst_rate),
-        noise_burst=_range_frames(noise_burst, "noise_burst", minimum=1),
-        noise_burst_db=_db_range(noise_burst_db, "noise_burst_db", -90.0, 0.0),
-        skin_tones=bool(skin_tones),
-        backgrounds=bool(backgrounds),
-        head_motion=float(head_motion),
-        brightness=_factor_range(brightness, "brightness"),
-        contrast=_factor_range(contrast, "contrast"),
-        light_slope=float(light_slope),
-        crf=(int(crf[0]), int(crf[1])),
-        occlusion_rate=float(occlusion_rate),
-        occlusion=_range_frames(occlusion, "occlusion", minimum=1),
-        blur_rate=float(blur_rate),
-        blur=_range_frames(blur, "blur", minimum=1),
+        noise_burst_rate=float(o["noise_burst_rate"]),
+        noise_burst=_range_frames(o["noise_burst"], "noise_burst", minimum=1),
+        noise_burst_db=_db_range(o["noise_burst_db"], "noise_burst_db", -90.0, 0.0),
+        skin_tones=bool(o["skin_tones"]),
+        backgrounds=bool(o["backgrounds"]),
+        head_motion=float(o["head_motion"]),
+        brightness=_factor_range(o["brightness"], "brightness"),
+        contrast=_factor_range(o["contrast"], "contrast"),
+        light_slope=float(o["light_slope"]),
+        crf=(int(o["crf"][0]), int(o["crf"][1])),
+        occlusion_rate=float(o["occlusion_rate"]),
+        occlusion=_range_frames(o["occlusion"], "occlusion", minimum=1),
+        blur_rate=float(o["blur_rate"]),
+        blur=_range_frames(o["blur"], "blur", minimum=1),
     )
-    rendering = FaceRendering(upscale=upscale, margin=margin)
-    report = AdaptReport(corpus="composite", out=out)
-    sources = _read_sources(src, report)
-    _prepare_out(out, overwrite=overwrite)
 
+
+def _write_sessions(
+    out: Path, sessions: Sequence[int], sources: _Sources, params: CompositeParams, seed: int,
+    rendering: FaceRendering, fps: int, report: AdaptReport,
+) -> tuple[list[tuple[str, str]], dict[str, _Tally], dict[str, dict[str, Any]]]:
+    """Plan and write every session; (session, partition) pairs, statistics per partition, looks per session."""
     partitions: list[tuple[str, str]] = []
     tallies = {part: _Tally() for part in PARTITIONS}
     looks: dict[str, dict[str, Any]] = {}
@@ -1174,66 +1273,65 @@ def adapt_composite(
             tallies[part].add(plan)
             if plan.look is not None:
                 looks[name] = plan.look.as_dict()
-            report.frames += frames
+            report.frames += params.frames
             report.items += sum(1 for it in plan.items if it.modality in ("voice", "face", "words"))
             partitions.append((name, part))
+    return partitions, tallies, looks
 
-    args = {
+
+def _run_parameters(o: dict[str, Any], params: CompositeParams, rendering: FaceRendering) -> dict[str, Any]:
+    """The ``parameters`` of adapter.json: the options as given (``o``), the checked noise level and rates."""
+    noise_decay = o["noise_decay"]
+    return {
         "version": COMPOSITE_VERSION,
-        "sessions": list(sessions),
-        "seconds": seconds,
-        "seed": seed,
-        "segment": list(segment),
-        "ramp": ramp,
-        "utterances_per_turn": list(utterances_per_turn),
-        "utterance_gap": list(utterance_gap),
-        "listen": list(listen),
-        "face_hold": list(face_hold),
-        "face_hidden_while_speaking": face_hidden_while_speaking,
-        "face_gap_rate": face_gap_rate,
-        "face_gap": list(face_gap),
-        "nearest_share": nearest_share,
-        "noise_db": list(noise),
+        "sessions": list(o["sessions"]),
+        "seconds": o["seconds"],
+        "seed": o["seed"],
+        "segment": list(o["segment"]),
+        "ramp": o["ramp"],
+        "utterances_per_turn": list(o["utterances_per_turn"]),
+        "utterance_gap": list(o["utterance_gap"]),
+        "listen": list(o["listen"]),
+        "face_hold": list(o["face_hold"]),
+        "face_hidden_while_speaking": o["face_hidden_while_speaking"],
+        "face_gap_rate": o["face_gap_rate"],
+        "face_gap": list(o["face_gap"]),
+        "nearest_share": o["nearest_share"],
+        "noise_db": list(params.noise_db),
         "noise_decay": list(noise_decay) if isinstance(noise_decay, (tuple, list)) else noise_decay,
-        "long_pause": long_pause,
-        "long_listen": list(long_listen),
-        "gain_db": list(gain_db),
-        "digital_silence": digital_silence,
-        "channel_share": channel_share,
-        "channel_rates": list(rates),
-        "noise_burst_rate": noise_burst_rate,
-        "noise_burst": list(noise_burst),
-        "noise_burst_db": list(noise_burst_db),
-        "skin_tones": bool(skin_tones),
-        "backgrounds": bool(backgrounds),
-        "head_motion": head_motion,
-        "brightness": list(brightness),
-        "contrast": list(contrast),
-        "light_slope": light_slope,
-        "crf": list(crf),
-        "occlusion_rate": occlusion_rate,
-        "occlusion": list(occlusion),
-        "blur_rate": blur_rate,
-        "blur": list(blur),
-        "upscale": upscale,
-        "margin": margin,
-        "fps": fps,
+        "long_pause": o["long_pause"],
+        "long_listen": list(o["long_listen"]),
+        "gain_db": list(params.gain_db),  # the checked pair: a single level is given as a number
+        "digital_silence": o["digital_silence"],
+        "channel_share": o["channel_share"],
+        "channel_rates": list(params.channel_rates),
+        "noise_burst_rate": o["noise_burst_rate"],
+        "noise_burst": list(o["noise_burst"]),
+        "noise_burst_db": list(params.noise_burst_db),
+        "skin_tones": bool(o["skin_tones"]),
+        "backgrounds": bool(o["backgrounds"]),
+        "head_motion": o["head_motion"],
+        "brightness": list(o["brightness"]),
+        "contrast": list(o["contrast"]),
+        "light_slope": o["light_slope"],
+        "crf": list(o["crf"]),
+        "occlusion_rate": o["occlusion_rate"],
+        "occlusion": list(o["occlusion"]),
+        "blur_rate": o["blur_rate"],
+        "blur": list(o["blur"]),
+        "upscale": o["upscale"],
+        "margin": o["margin"],
+        "fps": o["fps"],
         "canvas": rendering.canvas,
-        "codec": _video_codec(),
+        "codec": video_codec(),
     }
-    report = _finish(
-        report,
-        partitions=partitions,
-        src=src,
-        params=args,
-        label_note=(
-            "arousal/valence: a trajectory of category PROXY points (not dimensional ratings) shared by "
-            "EmoDB voices, FER+ faces and EmoBank sentences chosen to match it; a proxy benchmark, "
-            "not a substitute for SEWA"
-        ),
-        started=started,
-    )
-    meta_path = out / "adapter.json"
+
+
+def _add_composite_meta(
+    meta_path: Path, sources: _Sources, tallies: dict[str, _Tally], looks: dict[str, dict[str, Any]],
+    sessions: Sequence[int],
+) -> None:
+    """Add the ``composite`` section (source pools, statistics, looks) to adapter.json."""
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["composite"] = {
         "categories": list(CATEGORIES),
@@ -1251,8 +1349,6 @@ def adapt_composite(
     }
     meta["terms"] = RESEARCH_TERMS
     atomic_write_json(meta_path, meta)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def parse_option(text: str) -> tuple[str, Any]:

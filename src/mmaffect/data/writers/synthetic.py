@@ -18,7 +18,7 @@ Signal design (details and a modality × dimension table in ``docs/synthetic.md`
   target's turns F0, loudness and syllable rate rise with arousal; valence
   only tilts the spectrum very slightly. The partner's voice follows its own random
   prosody; background noise at 10–20 dB SNR throughout.
-* **Video**: :mod:`mmaffect.data.face_render` draws a face whose expression
+* **Video**: :mod:`mmaffect.data.writers.face_render` draws a face whose expression
   follows valence (mouth curvature, brow slant) and, more weakly, arousal (eye
   and mouth openness, brow height), scaled by a slowly varying
   :func:`expressiveness` (expressive stretches alternate with a near poker
@@ -58,11 +58,11 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 from scipy.signal.windows import tukey
 
-from mmaffect import __version__
-from mmaffect.data.face_render import FaceParams, FaceRenderer
 from mmaffect.data.session import LABEL_RATE, Turn, frame_times
+from mmaffect.data.writers.face_render import FaceParams, FaceRenderer
 from mmaffect.errors import ConfigError
 from mmaffect.utils.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from mmaffect.version import __version__
 
 SYNTH_VERSION = 2
 """Version of the generator; bumped whenever the same seed would give different files."""
@@ -772,7 +772,7 @@ def synthesize(
             for k, fut in enumerate(futures, start=1):
                 collect(k, fut.result())
     atomic_write_json(out / "synth.json", {
-        "generator": "mmaffect.data.synthetic",
+        "generator": "mmaffect.data.synthetic",  # the generator's stable name in the files (module moved to writers/)
         "version": SYNTH_VERSION,
         "mmaffect_version": __version__,
         "seed": seed,

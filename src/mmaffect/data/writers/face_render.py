@@ -388,7 +388,7 @@ def detect_faces(
 
 
 # --------------------------------------------------------------------------- photographed faces in a scene
-# Used by the composite corpus (mmaffect.data.composite) to draw grey 48×48 FER+ photographs as a talking
+# Used by the composite corpus (mmaffect.data.writers.composite) to draw grey 48×48 FER+ photographs as a talking
 # face in a room: tinted skin, a varied background, slow head motion, occluders, blur and lighting.
 
 SKIN_TONES: tuple[tuple[int, int, int], ...] = (
