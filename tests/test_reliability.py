@@ -875,3 +875,45 @@ def test_unwritable_and_full_output_of_evaluate_viz_and_tune(run, tmp_path):
     res = _cli("viz", "traces", str(r), "--out", str(tmp_path / "v"), fsize=100)
     assert res.returncode == 2, res.stderr[-2000:]
     _one_line_error(res.stderr, "mmaffect viz: error:", str(tmp_path / "v"))
+
+
+def _toy_ferplus(folder: Path) -> Path:
+    """A few toy faces in the FER+ file layout (pretrain-faces' input)."""
+    from mmaffect.training.faces import FERPLUS_CATEGORIES
+
+    columns = [*FERPLUS_CATEGORIES, "unknown", "NF"]
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid"):
+        votes = np.zeros((8, len(columns)), np.uint8)
+        votes[np.arange(8), np.arange(8) % 2] = 9
+        np.savez(folder / f"ferplus_{split}.npz", images=rng.integers(0, 255, (8, 48, 48)).astype(np.uint8),
+                 votes=votes, columns=np.array(columns), names=np.array([f"{split}{i}.png" for i in range(8)]))
+    return folder
+
+
+def test_unwritable_and_full_output_of_pretrain_faces_and_adapt(tmp_path):
+    from mmaffect.data.sources import shared_data_root
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = blocker / "out"
+    faces = ["pretrain-faces", "--quiet", f"data.root={_toy_ferplus(tmp_path / 'fer')}", "optim.epochs=1",
+             "model_options.widths=[4,8,16]", "model_options.stem_channels=8", "model_options.blocks=1",
+             "model_options.n_attention_classes=16", "model_options.image_size=32"]
+    res = _cli(*faces, "--out", str(bad))
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect pretrain-faces: error:", str(blocker))
+    res = _cli(*faces, "--out", str(tmp_path / "p"), fsize=100)
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect pretrain-faces: error:", str(tmp_path / "p"))
+    root = shared_data_root()
+    if root is None or not (root / "emodb").is_dir():
+        pytest.skip("shared EmoDB data absent: adapt not tried")
+    adapt = ["adapt", "emodb", "--src", str(root / "emodb"), "--limit", "2"]
+    res = _cli(*adapt, "--out", str(bad))
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect adapt: error:", str(blocker))
+    res = _cli(*adapt, "--out", str(tmp_path / "a"), fsize=100)
+    assert res.returncode == 2, res.stderr[-2000:]
+    _one_line_error(res.stderr, "mmaffect adapt: error:", str(tmp_path / "a"))

@@ -11,7 +11,6 @@ centred. The cache stores frames as int16 PCM (:func:`to_pcm16`); the
 
 from __future__ import annotations
 
-import errno
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -160,10 +159,9 @@ def decode_audio_to_file(path: str | Path, dest: str | Path, *, sample_rate: int
     except (RuntimeError, OSError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise
-        # libsndfile's errors name no file: a full disk or an unwritable folder, said with the path
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                      f"cannot write the decoded audio ({reason}; a full disk?)", str(dest)) from None
+        from mmaffect.utils.io import write_error
+
+        raise write_error(exc, dest, "cannot write the decoded audio") from None
 
 
 def _decode_blocks(blocks: Iterator[tuple[np.ndarray, int]], path: Path, dest: str | Path, sample_rate: int) -> int:
@@ -293,7 +291,7 @@ def target_frames(
 def apply_gain(signal: np.ndarray, gain_db: float) -> np.ndarray:
     """``signal`` × 10^(gain_db / 20) as float32, clipped to [-1, 1] (a copy; 0 dB returns it as float32).
 
-    >>> apply_gain(np.array([0.1, -0.8]), 6.0206).round(3).tolist()
+    >>> [round(float(v), 3) for v in apply_gain(np.array([0.1, -0.8]), 6.0206)]
     [0.2, -1.0]
     """
     x = np.asarray(signal, dtype=np.float32)

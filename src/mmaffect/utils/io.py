@@ -8,6 +8,7 @@ atomic on POSIX file systems.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -75,6 +76,18 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def write_error(exc: BaseException, path: str | Path, what: str = "cannot write") -> OSError:
+    """An :class:`OSError` naming ``path`` for a failed write whose library error names no file
+    (libsndfile says "System error" on a full disk): the one-line error users get.
+
+    >>> err = write_error(RuntimeError("System error."), "a.wav", "cannot write the audio")
+    >>> err.filename, err.strerror
+    ('a.wav', 'cannot write the audio (System error.; a full disk?)')
+    """
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+    return OSError(getattr(exc, "errno", None) or errno.EIO, f"{what} ({reason}; a full disk?)", str(path))
 
 
 def params_digest(obj: Any) -> str:

@@ -39,7 +39,7 @@ from mmaffect.data.proxy import PROXY_VA
 from mmaffect.data.session import LABEL_RATE
 from mmaffect.data.sources import SAMPLE_RATE
 from mmaffect.errors import ConfigError, DataError
-from mmaffect.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from mmaffect.utils.io import atomic_path, atomic_write_json, atomic_write_text, write_error
 
 RESEARCH_TERMS = (
     "Converted from a corpus licensed for research use only. Do not commit or "
@@ -131,8 +131,13 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
     """Mono 16-bit PCM wav at :data:`~mmaffect.data.sources.SAMPLE_RATE`, atomically."""
     import soundfile as sf
 
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise
+        raise write_error(exc, path, "cannot write the audio") from None
 
 
 def video_codec() -> str:
