@@ -498,9 +498,48 @@ def _train(
     out = Path(out)
     if ctx is None:
         ctx = DistContext(device=resolve_device(str(cfg["device"])))
-    device = ctx.device
-    face_augment = _face_augment(cfg, device)
-    data, optim_cfg = cfg["data"], cfg["optim"]
+    _check_run_folder(out, resume)
+    face_augment = _face_augment(cfg, ctx.device)
+    data = _TrainData.load(cfg)
+    seed_everything(int(cfg["seed"]))
+    model, ckpt = _model(cfg, out / "last.pt" if resume else None, show=ctx.is_main and progress)
+    model.to(ctx.device)
+    optimizer, scheduler = _optimizer(model, cfg["optim"])
+    run = _RunState.begin(ckpt, optimizer, scheduler)
+    if ckpt is None and ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+    if ctx.enabled and not resume:
+        # Different dropout masks per rank (the model weights are broadcast by DDP).
+        torch.manual_seed(int(cfg["seed"]) + 1_000_003 * ctx.rank)
+    loop = _EpochLoop(cfg, data, wrap_ddp(model, ctx=ctx), optimizer, ctx=ctx, face_augment=face_augment,
+                      show=progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main)
+    log = _RunLog(out, cfg, ctx)
+    patience = cfg["optim"].get("patience")
+    stopped_early = patience is not None and run.stale >= int(patience) and run.start_epoch > 0
+    for epoch in range(run.start_epoch, loop.epochs if not stopped_early else run.start_epoch):
+        t0 = time.perf_counter()
+        train_loss, run.step = loop.train_epoch(epoch, run.step)
+        dev = loop.score_dev()
+        is_best = run.record(epoch, _score(dev["mean"]))
+        if scheduler is not None:
+            scheduler.step(_score(dev["mean"]))
+        result = EpochResult(epoch + 1, run.step, train_loss, dev, time.perf_counter() - t0, is_best)
+        run.history.append(result.row())
+        if ctx.is_main:
+            log.epoch(result, run, unwrap(loop.net), optimizer, scheduler, data.prepare_config, show=loop.show)
+        barrier(ctx)
+        if epoch_callback is not None:
+            epoch_callback(result)
+        if patience is not None and run.stale >= int(patience):
+            stopped_early = True
+            break
+    log.close()
+    return TrainResult(run=out, best_score=run.best, best_epoch=run.best_epoch, epochs=len(run.history),
+                       step=run.step, history=run.history, stopped_early=stopped_early)
+
+
+def _check_run_folder(out: Path, resume: bool) -> None:
     last_path = out / "last.pt"
     if resume:
         if not last_path.is_file():
@@ -508,156 +547,202 @@ def _train(
     elif last_path.exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
-    cache = Cache(data["cache"])
-    prepare_config = cache.config()
-    check_face_size(cfg, prepare_config, cache.root)
-    label_rate = float(prepare_config.get("label_rate", 10.0))
-    delay = int(round(float(data.get("annotation_delay", 0.0)) * label_rate))
-    ds_opts = dataset_options(prepare_config)
-    embed_dim = cfg["model_options"].get("embed_dim") if "text" in data["modalities"] else None
-    train_sessions = cache.sessions(partitions=list(data["train_partitions"]))
-    dev_sessions = cache.sessions(partitions=list(data["devel_partitions"]))
-    if not train_sessions or not dev_sessions:
-        raise ConfigError(f"{cache.root}: no sessions in partitions {data['train_partitions']} (train) "
-                          f"or {data['devel_partitions']} (devel)")
-    seed = int(cfg["seed"])
-    train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
-                              embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config), **ds_opts)
-    dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
-                            embed_dim=embed_dim, **ds_opts)
 
-    seed_everything(seed)
+@dataclass
+class _TrainData:
+    """The cache's sessions as training windows and whole devel recordings, and its preprocessing."""
+
+    prepare_config: dict[str, Any]
+    label_rate: float
+    delay: int
+    train: SessionWindows
+    dev: SessionWindows
+
+    @classmethod
+    def load(cls, cfg: dict[str, Any]) -> _TrainData:
+        data = cfg["data"]
+        cache = Cache(data["cache"])
+        prepare_config = cache.config()
+        check_face_size(cfg, prepare_config, cache.root)
+        label_rate = float(prepare_config.get("label_rate", 10.0))
+        ds_opts = dataset_options(prepare_config)
+        embed_dim = cfg["model_options"].get("embed_dim") if "text" in data["modalities"] else None
+        train_sessions = cache.sessions(partitions=list(data["train_partitions"]))
+        dev_sessions = cache.sessions(partitions=list(data["devel_partitions"]))
+        if not train_sessions or not dev_sessions:
+            raise ConfigError(f"{cache.root}: no sessions in partitions {data['train_partitions']} (train) "
+                              f"or {data['devel_partitions']} (devel)")
+        seed = int(cfg["seed"])
+        train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
+                                  embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config), **ds_opts)
+        dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
+                                embed_dim=embed_dim, **ds_opts)
+        return cls(prepare_config, label_rate, int(round(float(data.get("annotation_delay", 0.0)) * label_rate)),
+                   train_ds, dev_ds)
+
+
+def _model(cfg: dict[str, Any], resume_from: Path | None, *, show: bool) -> tuple[torch.nn.Module, dict | None]:
+    """The model, with the weights of ``resume_from`` (then also returned) or initialised branches."""
     model = _build_model(cfg)
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        ckpt = load_checkpoint(last_path)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
         _check_resume_config(cfg, ckpt["config"])
         model.load_state_dict(ckpt["model"])
-    else:
-        loaded = _init_branches(model, cfg)
-        if loaded and ctx.is_main and progress:
-            print("initialised branches: " + ", ".join(f"{m} ← {s}" for m, s in loaded.items()), file=sys.stderr)
-    model.to(device)
+        return model, ckpt
+    loaded = _init_branches(model, cfg)
+    if loaded and show:
+        print("initialised branches: " + ", ".join(f"{m} ← {s}" for m, s in loaded.items()), file=sys.stderr)
+    return model, None
+
+
+def _optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam with the configured hyper-parameters, and the epoch-level scheduler (``plateau``) if any."""
     optimizer = torch.optim.Adam(model.parameters(), lr=float(optim_cfg["lr"]),
                                  betas=tuple(float(b) for b in optim_cfg["betas"]),  # type: ignore[arg-type]
                                  eps=float(optim_cfg["eps"]), weight_decay=float(optim_cfg["weight_decay"]))
     scheduler = None
     if optim_cfg.get("scheduler", "none") == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
+    return optimizer, scheduler
 
-    start_epoch, step, best, best_epoch, stale = 0, 0, -math.inf, 0, 0
-    history: list[dict[str, Any]] = []
-    if ckpt is not None:
+
+@dataclass
+class _RunState:
+    """Where a run stands: epoch, step, best score and epoch, epochs without improvement, history."""
+
+    start_epoch: int = 0
+    step: int = 0
+    best: float = -math.inf
+    best_epoch: int = 0
+    stale: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, ckpt: dict[str, Any] | None, optimizer: torch.optim.Optimizer, scheduler: Any) -> _RunState:
+        """A new run, or the state saved in ``ckpt`` (optimizer, scheduler and random state restored)."""
+        if ckpt is None:
+            return cls()
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        best, best_epoch, stale = float(ckpt["best_score"]), int(ckpt["best_epoch"]), int(ckpt["stale_epochs"])
-        history = list(ckpt["history"])
         restore_rng_state(ckpt["rng"])
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", dump_config(cfg))
-    if ctx.enabled and not resume:
-        # Different dropout masks per rank (the model weights are broadcast by DDP).
-        torch.manual_seed(seed + 1_000_003 * ctx.rank)
-    net = wrap_ddp(model, ctx=ctx)
+        return cls(int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["best_score"]), int(ckpt["best_epoch"]),
+                   int(ckpt["stale_epochs"]), list(ckpt["history"]))
 
-    sampler = BlockDistributedSampler(train_ds, batch_size=int(optim_cfg["batch_size"]),
-                                      num_replicas=ctx.world_size, rank=ctx.rank, seed=seed)
-    grad_clip = optim_cfg.get("grad_clip")
-    patience = optim_cfg.get("patience")
-    epochs = int(optim_cfg["epochs"])
-    base_lr = float(optim_cfg["lr"])
-    schedule = str(optim_cfg.get("scheduler", "none"))
-    steps_per_epoch = math.ceil(len(sampler) / sampler.local_batch)  # the DataLoader's batches per epoch
-    total_steps = steps_per_epoch * epochs
-    warmup = warmup_steps(steps_per_epoch, total_steps)
-    plot = bool(cfg.get("log", {}).get("plot", True))
-    events = _event_writer(out, cfg.get("log", {}).get("tensorboard", "auto")) if ctx.is_main else None
-    show = progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main
-    stopped_early = patience is not None and stale >= int(patience) and start_epoch > 0
+    def record(self, epoch: int, score: float) -> bool:
+        """Count epoch ``epoch``'s devel score; whether it is the best so far."""
+        is_best = score > self.best or self.best_epoch == 0
+        if is_best:
+            self.best, self.best_epoch, self.stale = score, epoch + 1, 0
+        else:
+            self.stale += 1
+        return is_best
 
-    for epoch in range(start_epoch, epochs if not stopped_early else start_epoch):
-        t0 = time.perf_counter()
-        train_ds.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+
+class _EpochLoop:
+    """One epoch of training steps, and the devel scoring after it."""
+
+    def __init__(self, cfg: dict[str, Any], data: _TrainData, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 *, ctx: DistContext, face_augment: FaceAugment | None, show: bool) -> None:
+        optim_cfg = cfg["optim"]
+        self.cfg, self.data, self.net, self.optimizer, self.ctx = cfg, data, net, optimizer, ctx
+        self.face_augment, self.show = face_augment, show
+        self.seed = int(cfg["seed"])
+        self.sampler = BlockDistributedSampler(data.train, batch_size=int(optim_cfg["batch_size"]),
+                                               num_replicas=ctx.world_size, rank=ctx.rank, seed=self.seed)
+        self.grad_clip = optim_cfg.get("grad_clip")
+        self.epochs = int(optim_cfg["epochs"])
+        self.base_lr = float(optim_cfg["lr"])
+        self.schedule = str(optim_cfg.get("scheduler", "none"))
+        steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
+        self.total_steps = steps_per_epoch * self.epochs
+        self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        self.data.train.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
         gen = torch.Generator()
-        gen.manual_seed(seed * 7919 + epoch)
-        loader = DataLoader(train_ds, batch_size=sampler.local_batch, sampler=sampler, collate_fn=collate,
-                            num_workers=int(data["num_workers"]), worker_init_fn=_worker_init, generator=gen,
-                            pin_memory=device.type == "cuda")
-        net.train()
+        gen.manual_seed(self.seed * 7919 + epoch)
+        return DataLoader(self.data.train, batch_size=self.sampler.local_batch, sampler=self.sampler,
+                          collate_fn=collate, num_workers=int(self.cfg["data"]["num_workers"]),
+                          worker_init_fn=_worker_init, generator=gen, pin_memory=self.ctx.device.type == "cuda")
+
+    def train_epoch(self, epoch: int, step: int) -> tuple[float, int]:
+        """Train one epoch from global step ``step``; (mean training loss, the step after it)."""
+        self.net.train()
         total, batches = 0.0, 0
-        bar = _progress(loader, show, f"epoch {epoch + 1}/{epochs}")
+        bar = _progress(self._loader(epoch), self.show, f"epoch {epoch + 1}/{self.epochs}")
         for batch in bar:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if face_augment is not None and "faces" in batch:  # training steps only; seeded by step, rank
-                batch["faces"] = face_augment.sequences(batch["faces"], batch["face_mask"],
-                                                        seed=(seed * 1_000_003 + step) * 64 + ctx.rank)
-            output = net(batch)
-            pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
-                                           batch["mask"], delay)
-            loss = pooled_ccc_loss(pred, gold, mask, ctx=ctx) if ctx.enabled else ccc_loss(pred, gold, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(grad_clip))
-            if schedule == "warmup-cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = base_lr * lr_factor(step, total_steps, warmup)
-            optimizer.step()
+            total += self._step(batch, step)
             step += 1
             batches += 1
-            total += float(loss.item())
-            if show and hasattr(bar, "set_postfix"):
+            if self.show and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / batches:.4f}")
-        train_loss = total / max(1, batches)
+        return total / max(1, batches), step
 
+    def _step(self, batch: dict[str, torch.Tensor], step: int) -> float:
+        ctx, device = self.ctx, self.ctx.device
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if self.face_augment is not None and "faces" in batch:  # training steps only; seeded by step, rank
+            batch["faces"] = self.face_augment.sequences(batch["faces"], batch["face_mask"],
+                                                         seed=(self.seed * 1_000_003 + step) * 64 + ctx.rank)
+        output = self.net(batch)
+        pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
+                                       batch["mask"], self.data.delay)
+        loss = pooled_ccc_loss(pred, gold, mask, ctx=ctx) if ctx.enabled else ccc_loss(pred, gold, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(self.grad_clip))
+        if self.schedule == "warmup-cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.base_lr * lr_factor(step, self.total_steps, self.warmup)
+        self.optimizer.step()
+        return float(loss.item())
+
+    def score_dev(self) -> dict[str, float]:
+        """Devel CCC (arousal, valence, mean), computed by the writing rank and shared with the others."""
         dev = {"arousal": float("nan"), "valence": float("nan"), "mean": float("nan")}
-        if ctx.is_main:
-            preds = predict_recordings(unwrap(net), dev_ds, device=device,
-                                       batch_size=int(optim_cfg["eval_batch_size"]),
-                                       delay_frames=delay, label_rate=label_rate)
+        if self.ctx.is_main:
+            preds = predict_recordings(unwrap(self.net), self.data.dev, device=self.ctx.device,
+                                       batch_size=int(self.cfg["optim"]["eval_batch_size"]),
+                                       delay_frames=self.data.delay, label_rate=self.data.label_rate)
             dev = partition_scores(preds)
-        if ctx.enabled:
-            dev = {k: broadcast_float(v, ctx=ctx) for k, v in dev.items()}
-        score = _score(dev["mean"])
-        is_best = score > best or best_epoch == 0
-        if is_best:
-            best, best_epoch, stale = score, epoch + 1, 0
-        else:
-            stale += 1
-        if scheduler is not None:
-            scheduler.step(score)
-        result = EpochResult(epoch + 1, step, train_loss, dev, time.perf_counter() - t0, is_best)
-        history.append(result.row())
-        if ctx.is_main:
-            state = dict(model=unwrap(net), optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1, step=step,
-                         best_score=best, best_epoch=best_epoch, stale_epochs=stale, history=history,
-                         config=cfg, prepare_config=prepare_config, rng=capture_rng_state())
-            if is_best:
-                save_checkpoint(out / "best.pt", **state)
-            save_checkpoint(last_path, **state)
-            _write_log(out / "log.csv", history)
-            if plot:
-                plot_learning_curves(history, out / "learning_curves.png")
-            if events is not None:
-                _write_events(events, result, optimizer)
-            if show:
-                print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, dev CCC arousal {dev['arousal']:.3f} "
-                      f"valence {dev['valence']:.3f} mean {dev['mean']:.3f}" + (" (best)" if is_best else ""),
-                      file=sys.stderr)
-        barrier(ctx)
-        if epoch_callback is not None:
-            epoch_callback(result)
-        if patience is not None and stale >= int(patience):
-            stopped_early = True
-            break
-    if events is not None:
-        events.close()
-    return TrainResult(run=out, best_score=best, best_epoch=best_epoch, epochs=len(history), step=step,
-                       history=history, stopped_early=stopped_early)
+        if self.ctx.enabled:
+            dev = {k: broadcast_float(v, ctx=self.ctx) for k, v in dev.items()}
+        return dev
+
+
+class _RunLog:
+    """What the writing rank leaves in the run folder after each epoch: checkpoints, log, curves, events."""
+
+    def __init__(self, out: Path, cfg: dict[str, Any], ctx: DistContext) -> None:
+        self.out, self.cfg = out, cfg
+        self.plot = bool(cfg.get("log", {}).get("plot", True))
+        self.events = _event_writer(out, cfg.get("log", {}).get("tensorboard", "auto")) if ctx.is_main else None
+
+    def epoch(self, result: EpochResult, run: _RunState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              scheduler: Any, prepare_config: dict[str, Any], *, show: bool) -> None:
+        state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=result.epoch, step=run.step,
+                     best_score=run.best, best_epoch=run.best_epoch, stale_epochs=run.stale, history=run.history,
+                     config=self.cfg, prepare_config=prepare_config, rng=capture_rng_state())
+        if result.is_best:
+            save_checkpoint(self.out / "best.pt", **state)
+        save_checkpoint(self.out / "last.pt", **state)
+        _write_log(self.out / "log.csv", run.history)
+        if self.plot:
+            plot_learning_curves(run.history, self.out / "learning_curves.png")
+        if self.events is not None:
+            _write_events(self.events, result, optimizer)
+        if show:
+            dev = result.dev
+            print(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, dev CCC arousal {dev['arousal']:.3f} "
+                  f"valence {dev['valence']:.3f} mean {dev['mean']:.3f}" + (" (best)" if result.is_best else ""),
+                  file=sys.stderr)
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
 
 
 def _progress(it: Any, show: bool, desc: str) -> Any:
