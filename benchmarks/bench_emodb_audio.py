@@ -32,7 +32,7 @@ One script, the same folds and the same scoring for every model (issue #6, item 
 Usage::
 
     nice -n 10 python benchmarks/bench_emodb_audio.py [--data DIR] [--workdir DIR] [--quick]
-        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--jobs 2] [key=value ...]
+        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2] [key=value ...]
 
 Runs are resumable: a fold/model whose evaluation exists is reused, one with
 a ``last.pt`` but no evaluation is continued with ``mmaffect train - --resume``.
@@ -41,7 +41,12 @@ torch threads each (default 2 × 1: on 2 shared cores, two single-threaded
 processes were 3-5x faster than one process with 2 threads competing with
 other jobs). ``--quick``: the first 110 utterances (speakers 08, 10 and part
 of 11), folds 08 and 10, one epoch of tiny networks (smoke run for tests; the
-figures mean nothing). CCC: population moments
+figures mean nothing). ``--seeds 0 1 2`` trains every (model, fold) once per
+seed (seed 0 in ``runs/MODEL/fold-spkXX``, seed S in
+``runs/MODEL/seed-S/fold-spkXX``): pooled CCC as mean ± std over seeds,
+per-fold CCC as the seed mean. Also printed: the runs whose test-utterance
+predictions are (near) constant, and a Wilcoxon signed-rank test across folds
+of the paper's network vs the SVR on arousal. CCC: population moments
 (:func:`mmaffect.training.metrics.ccc`). The data are research-only: the work
 folder must stay outside the repository (default: a folder under /tmp).
 """
@@ -197,6 +202,54 @@ def summarize(per_fold: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     return out
 
 
+def run_dir(work: Path, model: str, test: str, seed: int) -> Path:
+    """Run folder of one (model, fold, seed); seed 0 keeps the layout of single-seed work folders."""
+    base = work / "runs" / model
+    return (base if seed == 0 else base / f"seed-{seed}") / f"fold-spk{test}"
+
+
+def combine_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
+    """One summary from per-seed summaries: pooled CCC = mean over seeds (± their std, ddof=1);
+    per-fold CCC = the mean over seeds, its mean ± std over folds = the fold spread."""
+    if len(per_seed) == 1:
+        return {**per_seed[0], "seeds": seeds}
+    out: dict = {"n": per_seed[0]["n"], "seeds": seeds, "folds": {}, "per_seed": per_seed}
+    for dim in DIMS:
+        pooled = np.asarray([s[dim]["pooled"] for s in per_seed])
+        for fold in per_seed[0]["folds"]:
+            out["folds"].setdefault(fold, {})[dim] = float(np.mean([s["folds"][fold][dim] for s in per_seed]))
+        vals = np.asarray([out["folds"][f][dim] for f in out["folds"]])
+        out[dim] = {"pooled": float(pooled.mean()), "pooled_seed_std": float(pooled.std(ddof=1)),
+                    "fold_mean": float(vals.mean()),
+                    "fold_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")}
+    return out
+
+
+CONSTANT_STD = 0.01  # a run whose test-utterance predictions vary less than this on both dimensions is "constant"
+
+
+def constant_folds(spread: dict[str, dict[str, list[float]]]) -> list[str]:
+    """``seed S fold XX`` for every run whose utterance predictions on its test speaker are (near) constant."""
+    return [f"seed {seed} fold {fold}" for seed, folds in spread.items() for fold, std in folds.items()
+            if max(std) < CONSTANT_STD]
+
+
+def wilcoxon_vs_svr(ours: dict, svr: dict, folds: list[str], dim: str) -> dict:
+    """Two-sided Wilcoxon signed-rank test of per-fold CCC, ours vs the SVR (paired by test speaker)."""
+    from scipy.stats import wilcoxon
+
+    a = np.asarray([ours["folds"][f][dim] for f in folds])
+    b = np.asarray([svr["folds"][f][dim] for f in folds])
+    diff = a - b
+    try:
+        res = wilcoxon(a, b, alternative="two-sided")
+        stat, p = float(res.statistic), float(res.pvalue)
+    except ValueError:  # all differences zero
+        stat, p = float("nan"), float("nan")
+    return {"n": len(folds), "median_diff": float(np.median(diff)), "statistic": stat, "p": p,
+            "ours": a.tolist(), "svr": b.tolist()}
+
+
 # ----------------------------------------------------------------------------- baseline (own process)
 
 
@@ -305,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="our models to run")
     p.add_argument("--folds", nargs="+", help="test speakers to run (default: all; e.g. --folds 08 10)")
     p.add_argument("--epochs", type=int, help="optim.epochs for every model (default: the recipes')")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="training seeds (default 0); with several, CCCs are mean ± std over seeds and the "
+                        "per-fold figures use the seed mean")
     p.add_argument("--jobs", type=int, default=2, help="(fold, model) runs in parallel processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS baseline")
@@ -366,13 +422,15 @@ def main(argv: list[str] | None = None) -> int:
     extra = [*(QUICK_OVERRIDES if args.quick else []),
              *([f"optim.epochs={args.epochs}"] if args.epochs else []), *args.overrides]
     tasks: list[tuple[str, object]] = [] if args.no_baseline else [("baseline", baseline_task)]
-    for model in args.models:
-        config = RECIPES / f"{model}.yaml"
-        ov = [*(tiny_model_overrides(model) if args.quick else []), *extra]
-        for fold in folds:
-            run = work / "runs" / model / f"fold-spk{fold['test']}"
-            tasks.append(((model, fold["test"]), lambda m=model, c=config, f=fold, r=run, o=ov:
-                          run_fold(m, c, f, cache, r, o, log, args.threads)))
+    seeds = list(dict.fromkeys(args.seeds))
+    for seed in seeds:
+        for model in args.models:
+            config = RECIPES / f"{model}.yaml"
+            ov = [*(tiny_model_overrides(model) if args.quick else []), *extra, *([f"seed={seed}"] if seed else [])]
+            for fold in folds:
+                run = run_dir(work, model, fold["test"], seed)
+                tasks.append(((model, fold["test"], seed), lambda m=model, c=config, f=fold, r=run, o=ov:
+                              run_fold(m, c, f, cache, r, o, log, args.threads)))
     results: dict = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(fn): key for key, fn in tasks}
@@ -391,19 +449,24 @@ def main(argv: list[str] | None = None) -> int:
     test_utts = {f["test"]: [u for u in utts if u["speaker"] == f["test"]] for f in folds}
     rows, summary = [], {}
     for model in args.models:
-        per_fold, train_s, best_epochs, n_epochs = {}, 0.0, [], []
-        for fold in folds:
-            run = work / "runs" / model / f"fold-spk{fold['test']}"
-            us = test_utts[fold["test"]]
-            pred = utterance_predictions(run / "eval" / "predictions-best" / f"spk{fold['test']}", us)
-            per_fold[fold["test"]] = (pred, np.asarray([u["gold"] for u in us]))
-            history = _read_csv(run / "log.csv")
-            train_s += sum(float(r["seconds"]) for r in history)
-            best_epochs.append(int(max(history, key=lambda r: float(r["dev_mean"]))["epoch"]))
-            n_epochs.append(len(history))
-        s = summarize(per_fold)
+        per_seed, train_s, best_epochs, n_epochs, spread = [], 0.0, [], [], {}
+        for seed in seeds:
+            per_fold = {}
+            for fold in folds:
+                run = run_dir(work, model, fold["test"], seed)
+                us = test_utts[fold["test"]]
+                pred = utterance_predictions(run / "eval" / "predictions-best" / f"spk{fold['test']}", us)
+                per_fold[fold["test"]] = (pred, np.asarray([u["gold"] for u in us]))
+                spread.setdefault(str(seed), {})[fold["test"]] = pred.std(axis=0).tolist()
+                history = _read_csv(run / "log.csv")
+                train_s += sum(float(r["seconds"]) for r in history)
+                best_epochs.append(int(max(history, key=lambda r: float(r["dev_mean"]))["epoch"]))
+                n_epochs.append(len(history))
+            per_seed.append(summarize(per_fold))
+        s = combine_seeds(per_seed, seeds)
         s.update({"train_s": train_s, "best_epochs": best_epochs, "epochs": n_epochs,
-                  "config": str((RECIPES / f"{model}.yaml").relative_to(REPO))})
+                  "config": str((RECIPES / f"{model}.yaml").relative_to(REPO)), "pred_std": spread,
+                  "constant_folds": constant_folds(spread)})
         summary[model] = s
         rows.append((MODEL_LABELS[model], s))
     base = None
@@ -423,13 +486,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. table + goals
     def cell(s: dict, dim: str) -> tuple[str, str]:
-        return f"{s[dim]['pooled']:.3f}", f"{s[dim]['fold_mean']:.3f} ± {s[dim]['fold_std']:.3f}"
+        pooled = f"{s[dim]['pooled']:.3f}"
+        if len(s.get("seeds", [])) > 1:
+            pooled += f" ± {s[dim]['pooled_seed_std']:.3f}"
+        return pooled, f"{s[dim]['fold_mean']:.3f} ± {s[dim]['fold_std']:.3f}"
 
     n_test = sum(len(v) for v in test_utts.values())
     lines = [
         f"EmoDB, leave-one-speaker-out: {len(folds)} folds (test speakers {', '.join(f['test'] for f in folds)}), "
         f"{n_test} test utterances" + (" (--quick: smoke run, not a result)" if args.quick else "")
-        + "; CCC per utterance against the category proxy (population moments)",
+        + "; CCC per utterance against the category proxy (population moments)"
+        + (f"; ours: {len(seeds)} seeds ({', '.join(map(str, seeds))}), pooled CCC = mean ± std over seeds, "
+           "per-fold figures of the seed mean" if len(seeds) > 1 else ""),
         "",
         ("| model | arousal CCC (pooled) | arousal per fold (mean ± std) | valence CCC (pooled) "
          "| valence per fold (mean ± std) | train time |"),
@@ -470,7 +538,21 @@ def main(argv: list[str] | None = None) -> int:
                  "of the two models' per-fold std (ddof=1).")
     for model in args.models:
         s = summary[model]
-        lines.append(f"{model}: best epochs {s['best_epochs']} of {s['epochs']} (per fold; {s['config']}).")
+        lines.append(f"{model}: best epochs {s['best_epochs']} of {s['epochs']} (per "
+                     + ("seed and " if len(seeds) > 1 else "") + f"fold; {s['config']}).")
+    for model in args.models:
+        const = summary[model]["constant_folds"]
+        n_runs = len(seeds) * len(folds)
+        lines.append(f"{model}: runs at a constant output (std of its test-utterance predictions < "
+                     f"{CONSTANT_STD} on arousal and on valence): {len(const)} of {n_runs}"
+                     + (f" ({', '.join(const)})" if const else "") + ".")
+    if base is not None and PAPER_MODEL in summary:
+        w = wilcoxon_vs_svr(summary[PAPER_MODEL], summary["svr"], [f["test"] for f in folds], "arousal")
+        summary[PAPER_MODEL]["wilcoxon_vs_svr_arousal"] = w
+        lines.append(f"Wilcoxon signed-rank test across the {w['n']} folds, {PAPER_MODEL} vs the SVR, arousal "
+                     f"per-fold CCC" + (" (seed means)" if len(seeds) > 1 else "") + ": median difference "
+                     f"{w['median_diff']:+.3f}, W = {w['statistic']:g}, p = {w['p']:.4f} (two-sided"
+                     + ("; 8 folds: smallest possible p = 0.0078)" if w["n"] == 8 else ")") + ".")
     lines.append("ours: train time = sum over the folds of the epoch times in log.csv (training + devel scoring), "
                  f"{args.jobs} fold runs in parallel processes of {args.threads} torch thread(s).")
     if base is not None:
@@ -498,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd += " --folds " + " ".join(args.folds)
     if args.epochs:
         cmd += f" --epochs {args.epochs}"
+    if seeds != [0]:
+        cmd += " --seeds " + " ".join(map(str, seeds))
     cmd += "".join(f" {o}" for o in args.overrides)
     lines.append(f"command: {cmd}")
     table = "\n".join(lines)
@@ -506,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     finite = all(math.isfinite(s[d][k]) for s in summary.values() for d in DIMS for k in ("pooled", "fold_mean"))
     atomic_write_text(work / "results.json", json.dumps({
         "mode": mode, "folds": folds, "summary": summary, "goals": goals, "parts_s": parts, "total_s": total,
-        "jobs": args.jobs, "threads": args.threads, "overrides": extra, "hardware": hardware(),
+        "jobs": args.jobs, "threads": args.threads, "overrides": extra, "seeds": seeds, "hardware": hardware(),
         "finite": finite}, indent=1))
     return 0
 

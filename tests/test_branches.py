@@ -253,3 +253,41 @@ def test_text_checkpointing_is_exact():
     (a, ga, _), (b, gb, _) = _run_twice(plain, ckpt, _text_batch())
     assert torch.equal(a.features, b.features)
     assert all(torch.equal(ga[n], gb[n]) for n in ga)
+
+
+# --------------------------------------------------------------------------- the declared contract, every branch
+
+from mmaffect.models.registry import branch_specs  # noqa: E402
+from mmaffect.models.summary import example_batch  # noqa: E402
+from mmaffect.models.zoo import tiny_inputs  # noqa: E402
+
+_INPUTS = {"text": ("words", "word_mask"), "audio": ("audio", "audio_mask"), "visual": ("faces", "face_mask")}
+
+
+@pytest.mark.parametrize("name", [s.name for s in branch_specs()])
+def test_frame_forward_equals_forward_on_present_frames(name):
+    """Every registered branch's frame_forward (the traceable per-frame network) gives, in eval mode,
+    what forward gives on the present frames, with the same attention names and shapes."""
+    spec = next(s for s in branch_specs() if s.name == name)
+    branch = spec.cls(**{**spec.options, **spec.tiny}).eval()
+    sizes = tiny_inputs(name)
+    batch = example_batch((spec.modality,), batch=2, frames=3, embed_dim=sizes["embed_dim"], words=sizes["words"],
+                          image_size=sizes["image_size"], frame_samples=sizes["frame_samples"], padded=True, seed=2)
+    x_key, mask_key = _INPUTS[spec.modality]
+    batch.setdefault(mask_key, torch.ones(2, 3, dtype=torch.bool))
+    batch[mask_key][0, 1] = False
+    with torch.no_grad():
+        ref = branch(dict(batch))
+        x = batch[x_key].flatten(0, 1)
+        frame = batch["mask"].reshape(-1, *([1] * (batch[mask_key].dim() - 2)))
+        x_mask = batch[mask_key].flatten(0, 1) & frame
+        feats, att = branch.frame_forward(x, x_mask)
+    present = ref.present.reshape(-1)
+    assert feats.shape == (6, branch.out_dim) and set(att) == set(ref.attention)
+    torch.testing.assert_close(feats[present], ref.features.reshape(6, -1)[present], atol=1e-5, rtol=1e-4)
+    declared = getattr(spec.cls, "ATTENTION_AXES", None)  # optional: named axes after (batch, time)
+    if declared is not None:
+        assert set(declared) == set(att) and all(len(declared[k]) == v.dim() - 1 for k, v in att.items())
+    for k, v in att.items():
+        assert v.shape[1:] == ref.attention[k].shape[2:], k
+        torch.testing.assert_close(v[present], ref.attention[k].flatten(0, 1)[present], atol=1e-5, rtol=1e-4)

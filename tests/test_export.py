@@ -13,7 +13,7 @@ import torch
 
 from mmaffect.errors import ConfigError
 from mmaffect.inference.export import MODALITY_INPUTS, add_export_parser, export_onnx, onnx_feed
-from mmaffect.models import create_model, tiny_overrides
+from mmaffect.models import create_model, get_spec, list_models, tiny_overrides
 from mmaffect.models.summary import example_batch
 from mmaffect.models.zoo import tiny_inputs
 from mmaffect.checkpoints import build_model_from_checkpoint, save_checkpoint
@@ -22,8 +22,21 @@ ort = pytest.importorskip("onnxruntime")
 
 PREPARE = {"label_rate": 10.0, "text": {"max_words": 5, "delay": 0.5}, "faces": {"size": 32}}
 TOL = 1e-5
-FUSIONS = ["fusion-concat", "fusion-hierarchical", "fusion-self-attention", "fusion-residual-self-attention",
-           "fusion-crossmodal-hierarchical"]
+# Every registered variant (no list to edit: a newly registered network is tested here too).
+BRANCHES = [n for n in list_models() if get_spec(n).kind == "branch"]
+FUSIONS = [n for n in list_models() if get_spec(n).kind == "fusion"]
+# Fixed-size ImageNet architectures (no tiny options): seconds each to trace and check.
+HEAVY = {"visual-vgg16", "visual-resnet50", "visual-densenet121"}
+
+
+def _shipped_predict_models() -> list[str]:
+    from mmaffect.checkpoints import available
+
+    return sorted(n for n, m in available().items() if m.kind == "predict")
+
+
+def _marked(names, heavy):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in names]
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +110,7 @@ def _assert_close(got: dict, expected: dict) -> None:
         np.testing.assert_allclose(got[k], v, atol=TOL, rtol=0, err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["audio-tzirakis2018", "text-paper", "visual-hrnet3-attpool"])
+@pytest.mark.parametrize("name", _marked(BRANCHES, HEAVY))
 def test_unimodal_model_and_branch_parity(tmp_path, name):
     ckpt = _checkpoint(tmp_path / "best.pt", name)
     report = export_onnx(ckpt, tmp_path / "onnx", parts=["all"])
@@ -157,6 +170,26 @@ def test_multimodal_parity(tmp_path, name):
             with torch.no_grad():
                 eager = model.branches[modality](dict(batch))
             np.testing.assert_allclose(branch_out["features"], eager.features.numpy(), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", _shipped_predict_models())
+def test_shipped_pretrained_model_parity(tmp_path, name):
+    """Every shipped predict model (src/mmaffect/pretrained) exports with ONNX Runtime matching PyTorch."""
+    from mmaffect.checkpoints import available
+
+    report = export_onnx(available()[name].path, tmp_path / "onnx", parts=["all"], example_frames=3,
+                         verify_batch=2, verify_frames=4)
+    for part in report.files:
+        assert report.max_abs_diff(part) < 1e-4, (part, report.parity[part])
+
+
+def test_branch_choice_exports(tmp_path):
+    """A fusion variant with other branches chosen by config (a non-default audio branch) exports too."""
+    name = "fusion-hierarchical"
+    options = tiny_overrides(name, {"audio_branch": "audio-li2019"})
+    ckpt = _checkpoint(tmp_path / "best.pt", name, **options)
+    report = export_onnx(ckpt, tmp_path / "onnx", parts=["model", "audio"])
+    assert report.max_abs_diff("model") < TOL and report.max_abs_diff("audio") < TOL
 
 
 def test_streaming_chunks_equal_one_pass(tmp_path):

@@ -262,3 +262,30 @@ def test_absent_features_do_not_leak():
         noisy = [torch.where(p[:, None], f, f + 100 * torch.randn_like(f)) for f, p in zip(feats, present)]
         out2, _ = fusion(noisy, present)
         assert torch.allclose(out, out2, **TOL), type(fusion).__name__
+
+
+# ------------------------------------------------------------------- the declared attention layout, every fusion
+
+from mmaffect.models.registry import fusion_specs  # noqa: E402
+from mmaffect.viz.attention import FUSION_KINDS, fusion_kind  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [s.name for s in fusion_specs()])
+def test_attention_matches_declared_layout(name):
+    """What a registered fusion emits is what its ATTENTION_LAYOUT declares (names, one axis per declared
+    axis after the frame axis), and the figures recognise it as that layout's kind."""
+    spec = next(s for s in fusion_specs() if s.name == name)
+    fusion = spec.cls(in_dims=DIMS, **{**spec.options, **spec.tiny}).double()
+    feats, present = _inputs()
+    _, att = fusion(feats, present)
+    layout = spec.layout
+    assert set(layout.required) <= set(att) <= set(layout.names)
+    for w in layout.weights:
+        if w.name in att:
+            assert att[w.name].dim() == 1 + len(w.axes), w.name
+            assert att[w.name].shape[0] == feats[0].shape[0]
+    assert (layout.kind is None) == (not att)
+    if att:
+        assert layout.kind in FUSION_KINDS
+        assert fusion_kind({f"fusion.{k}": v[None] for k, v in att.items()}) == layout.kind
+        assert fusion_kind({}, fusion=spec.cls) == fusion_kind({}, fusion=name) == layout.kind

@@ -137,6 +137,7 @@ def test_registry_contents():
         "fusion-crossmodal-hierarchical",
     }
     assert expected <= names
+    assert "audio-example-energy" in names  # registered by its own file, src/mmaffect/models/example_audio.py
     assert "embed_dim" in get_spec("text-paper").defaults
     with pytest.raises(ConfigError):
         create_model("text-paper", no_such_option=1)
@@ -145,15 +146,22 @@ def test_registry_contents():
 FIXED_CNNS = {"visual-vgg16", "visual-resnet50", "visual-densenet121", "visual-mobilenet"}
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_registered_model_tiny_forward_backward(name):
+def _tiny_model_and_batch(name):
     torch.manual_seed(0)
     model = create_model(name, **tiny_overrides(name))
     sizes = tiny_inputs(name)
     # The fixed-architecture CNN baselines cannot be shrunk by options: one sequence keeps them fast.
     n_seq = 1 if name in FIXED_CNNS else 2
-    batch = example_batch(sizes["modalities"], batch=n_seq, frames=4, embed_dim=sizes["embed_dim"], words=sizes["words"],
-                          image_size=sizes["image_size"], frame_samples=sizes["frame_samples"], padded=True)
+    batch = example_batch(sizes["modalities"], batch=n_seq, frames=4, embed_dim=sizes["embed_dim"],
+                          words=sizes["words"], image_size=sizes["image_size"], frame_samples=sizes["frame_samples"],
+                          padded=True)
+    return model, batch, n_seq
+
+
+# Parametrised over the registry: every registered variant, no list to edit.
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_tiny_forward_backward(name):
+    model, batch, n_seq = _tiny_model_and_batch(name)
     model.train()
     out = model(batch)
     assert out.pred.shape == (n_seq, 4, 2)
@@ -165,13 +173,22 @@ def test_registered_model_tiny_forward_backward(name):
     branches = model.branches.values() if isinstance(model, MultimodalModel) else [model.branch]
     for branch in branches:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in branch.parameters()), branch.modality
-    # Streaming: two chunks with the carried state equal one pass (eval mode).
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_streaming_equals_one_pass(name):
+    """Chunks of forward_frames with the carried LSTM state = one pass (eval mode), attention too."""
+    model, batch, _ = _tiny_model_and_batch(name)
     model.eval()
     with torch.no_grad():
         full, _ = model.forward_frames(batch)
-        first, state = model.forward_frames(_chunk(batch, 0, 2))
-        second, _ = model.forward_frames(_chunk(batch, 2, 4), state)
-    assert torch.allclose(torch.cat([first.pred, second.pred], 1), full.pred, atol=1e-5)
+        first, state = model.forward_frames(_chunk(batch, 0, 1))
+        second, state = model.forward_frames(_chunk(batch, 1, 3), state)
+        third, _ = model.forward_frames(_chunk(batch, 3, 4), state)
+    chunks = (first, second, third)
+    assert torch.allclose(torch.cat([c.pred for c in chunks], 1), full.pred, atol=1e-5)
+    for k, v in full.attention.items():
+        assert torch.allclose(torch.cat([c.attention[k] for c in chunks], 1), v, atol=1e-5), k
 
 
 def test_flops_and_table_small():
@@ -199,17 +216,75 @@ def test_flops_and_table_small():
 
 
 def test_registered_defaults_match_branch_signatures():
-    """The registry's branch options are exactly the branch classes' keyword arguments."""
-    import importlib
+    """A branch variant's options are its class's keyword arguments plus the head's; a fusion variant's
+    are its fusion's plus the branch choices, branch options, shared sizes and the head's."""
     import inspect
 
-    from mmaffect.models.zoo import UNIMODAL
+    from mmaffect.models.registry import branch_specs, fusion_specs
+    from mmaffect.models.zoo import HEAD_DEFAULTS
 
-    for name, (module, cls, *_rest) in UNIMODAL.items():
-        defaults = _rest[1]
-        try:
-            branch_cls = getattr(importlib.import_module(f"mmaffect.models.{module}"), cls)
-        except (ImportError, AttributeError) as exc:
-            pytest.fail(f"{name}: {module}.{cls} not available: {exc}")
-        params = {k: p.default for k, p in inspect.signature(branch_cls).parameters.items()}
-        assert set(defaults) == set(params), name
+    for spec in branch_specs():
+        params = {k: p.default for k, p in inspect.signature(spec.cls).parameters.items()}
+        assert spec.options == params, spec.name
+        assert get_spec(spec.name).defaults == {**params, **HEAD_DEFAULTS}, spec.name
+        assert get_spec(spec.name).modalities == (spec.modality,) and spec.cls.modality == spec.modality
+    for spec in fusion_specs():
+        params = set(inspect.signature(spec.cls).parameters) - {"in_dims"}
+        assert set(spec.options) <= params, spec.name
+        defaults = get_spec(spec.name).defaults
+        assert {defaults[f"{m}_branch"] for m in ("text", "audio", "visual")} == {
+            "text-paper", "audio-tzirakis2018", "visual-hrnet3-attpool"}, spec.name
+
+
+def test_paper_options_unchanged():
+    """The options and defaults of the paper's variants (what the shipped checkpoints were built with)."""
+    assert get_spec("fusion-hierarchical").defaults == {
+        "embed_dim": 384, "image_size": 96, "text_branch": "text-paper", "audio_branch": "audio-tzirakis2018",
+        "visual_branch": "visual-hrnet3-attpool", "text_options": {}, "audio_options": {}, "visual_options": {},
+        "d_u": 256, "head_hidden": 256, "head_layers": 1, "head_dropout": 0.5}
+    assert {k: get_spec("fusion-self-attention").defaults[k] for k in ("d_u", "heads", "d_s", "alpha")} == {
+        "d_u": 256, "heads": 4, "d_s": 64, "alpha": "softmax"}
+    assert {k: get_spec("fusion-crossmodal-hierarchical").defaults[k] for k in ("d_s", "tokens")} == {
+        "d_s": 256, "tokens": 4}
+    assert "d_u" not in get_spec("fusion-concat").defaults
+    assert get_spec("audio-li2019").defaults["n_fft"] == 512 and get_spec("visual-vgg16").defaults["pretrained"] is None
+
+
+def test_fusion_branches_chosen_by_config():
+    from mmaffect.models.audio import Li2019
+    from mmaffect.models.cnn_baselines import MobileNetV1
+
+    opts = tiny_overrides("fusion-concat", {"audio_branch": "audio-li2019"})
+    assert opts["audio_branch"] == "audio-li2019" and opts["audio_options"] == {"conv_channels": (4, 4),
+                                                                                "lstm_hidden": 4}
+    model = create_model("fusion-concat", **opts)
+    assert isinstance(model.branches["audio"], Li2019)
+    # A visual branch without an image_size option takes the shared size only where it has one.
+    opts = tiny_overrides("fusion-hierarchical", {"visual_branch": "visual-mobilenet"})
+    model = create_model("fusion-hierarchical", **opts)
+    assert isinstance(model.branches["visual"], MobileNetV1) and tiny_inputs(
+        "fusion-hierarchical", {"visual_branch": "visual-mobilenet"})["image_size"] == 32
+    with pytest.raises(ConfigError, match="audio_branch: 'text-paper' is a text branch"):
+        create_model("fusion-concat", audio_branch="text-paper")
+    with pytest.raises(ConfigError, match="unknown branch 'audio-nope'"):
+        create_model("fusion-concat", audio_branch="audio-nope")
+    with pytest.raises(ConfigError, match="has no option"):
+        create_model("fusion-concat", audio_options={"no_such": 1})
+
+
+def test_registration_checks_the_contract():
+    from mmaffect.models.registry import register_branch, register_fusion
+
+    with pytest.raises(ConfigError, match="frame_forward"):
+        register_branch("audio-test-no-frame-forward", modality="audio")(StandIn)
+    with pytest.raises(ConfigError, match="modality must be"):
+        register_branch("smell-test", modality="smell")
+    with pytest.raises(ConfigError, match="registered twice"):
+        register_branch("text-paper", modality="text")(StandIn)
+
+    class NoLayout(nn.Module):
+        ATTENTION_LAYOUT = None
+
+    with pytest.raises(ConfigError, match="ATTENTION_LAYOUT"):
+        register_fusion("fusion-test-no-layout", key="x")(NoLayout)
+    assert "audio-test-no-frame-forward" not in list_models()

@@ -191,3 +191,15 @@ def test_audio_inference_path_is_the_fused_layer():
     ref.load_state_dict(net.state_dict())
     with torch.no_grad():
         assert torch.allclose(ref.frame_features(x), fast, atol=1e-6)
+
+
+def test_side_by_side_benchmark_skips_without_end2you(tmp_path, capsys):
+    """benchmarks/bench_side_by_side.py says so and exits 0 when End2You's code is absent (nothing is timed here)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_side_by_side.py"
+    spec = importlib.util.spec_from_file_location("bench_side_by_side", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--e2y-root", str(tmp_path / "absent"), "--quick"]) == 0
+    assert "End2You's model code not found" in capsys.readouterr().out

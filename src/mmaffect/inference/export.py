@@ -28,10 +28,11 @@ head chooses between a packed and a plain LSTM. The exported graph instead
 runs every branch on *every* frame and then sets the features (and
 attention) of absent frames to exactly 0 — what the eager code returns for
 them — so the results agree with PyTorch to float rounding (checked on
-export, see ``verification`` in ``preprocessing.json``). The wrappers here
-call the branches' own per-frame code (``encode``, ``frame_features``), the
-model's fusion module and the head's LSTM and output layer, so no weights or
-equations are duplicated. Frame masks must mark a prefix of each sequence
+export, see ``verification`` in ``preprocessing.json``). Every registered
+branch declares that per-frame network itself, ``frame_forward(x, x_mask)``
+(:mod:`mmaffect.models.registry`); the wrappers here call it, the model's
+fusion module and the head's LSTM and output layer, so nothing here knows a
+branch class and no weights or equations are duplicated. Frame masks must mark a prefix of each sequence
 (padding at the end), as in PyTorch, where a violation raises; the ONNX
 graph cannot check it.
 
@@ -46,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import os
 import sys
 import tempfile
@@ -98,94 +98,14 @@ MODALITY_INPUTS: dict[str, tuple[str, str]] = {
 # --------------------------------------------------------------------------- traceable branches
 
 
-def _text_frames(branch: Branch, words: torch.Tensor, word_mask: torch.Tensor, mask: torch.Tensor) -> tuple:
-    """TextNetwork on every frame: features (N, D), present (N,), selector (N, p, L)."""
-    import torch
-
-    n_slots, dim = words.shape[-2], words.shape[-1]
-    flat_words = words.reshape(-1, n_slots, dim)
-    flat_mask = word_mask.reshape(-1, n_slots).to(torch.bool)
-    present = flat_mask.any(-1) & mask.reshape(-1).to(torch.bool)
-    # Absent frames get one pretend word (slot 0) so every row has length ≥ 1
-    # for the packed LSTM; their outputs are replaced by 0 below.
-    slots = torch.arange(n_slots, device=words.device)
-    run_mask = (flat_mask & present[:, None]) | (~present[:, None] & (slots == 0)[None, :])
-    # Stable compaction of the real words to the front (the eager stable
-    # argsort), written with cumulative sums: real word j goes to the number
-    # of real words before it, padding after all real words.
-    real = run_mask.to(torch.long)
-    n_real = real.sum(-1, keepdim=True)
-    dest = torch.where(run_mask, real.cumsum(-1) - 1, n_real + (1 - real).cumsum(-1) - 1)
-    order = torch.zeros_like(dest).scatter(1, dest, slots[None, :].expand_as(dest))
-    sel_words = torch.gather(flat_words, 1, order.unsqueeze(-1).expand_as(flat_words))
-    sel_mask = torch.gather(run_mask, 1, order)
-    z, alpha = branch.encode(sel_words, sel_mask)
-    alpha = torch.zeros_like(alpha).scatter(2, order.unsqueeze(1).expand_as(alpha), alpha)
-    keep = present[:, None]
-    z = torch.where(keep, z, torch.zeros_like(z))
-    alpha = torch.where(keep[:, :, None], alpha, torch.zeros_like(alpha))
-    return z, present, {"selector": alpha}
-
-
-def _li2019_log_mel(branch: Branch, x: torch.Tensor) -> torch.Tensor:
-    """Li2019.log_mel without complex tensors (ONNX has none): the centred,
-    reflect-padded, Hann-windowed DFT as one strided convolution with the cos
-    and sin bases; same values as ``torch.stft`` to float rounding."""
-    import torch
-    import torch.nn.functional as F
-
-    n_fft, hop = branch.n_fft, branch.hop
-    n_freq = n_fft // 2 + 1
-    t = torch.arange(n_fft, dtype=torch.float64)
-    f = torch.arange(n_freq, dtype=torch.float64)
-    angle = 2 * math.pi * f[:, None] * t[None, :] / n_fft
-    window = branch.window.to(torch.float64)[None, :]
-    basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window]).to(x.dtype).to(x.device)
-    padded = F.pad(x.unsqueeze(1), (n_fft // 2, n_fft // 2), mode="reflect")
-    spec = F.conv1d(padded, basis.unsqueeze(1), stride=hop)  # (N, 2·freq, steps)
-    power = spec[:, :n_freq].square() + spec[:, n_freq:].square()
-    return torch.log(torch.einsum("nft,fm->nmt", power, branch.mel) + 1e-6)
-
-
-def _li2019_frames(branch: Branch, x: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    h = branch.cnn(_li2019_log_mel(branch, x).unsqueeze(1))  # (n, c, freq, time)
-    n, c, fr, steps = h.shape
-    h, _ = branch.lstm(h.permute(0, 3, 1, 2).reshape(n, steps, c * fr))
-    q, k, v = branch.query(h), branch.key(h), branch.value(h)
-    att = torch.softmax(torch.einsum("nqd,nkd->nqk", q, k) / math.sqrt(q.shape[-1]), dim=-1)
-    a = torch.einsum("nqk,nkd->nqd", att, v)
-    mean = a.mean(dim=1)
-    std = torch.sqrt(a.var(dim=1, unbiased=False) + 1e-5)
-    return torch.cat([mean, std], dim=-1)
-
-
 def _per_frame_fn(branch: Branch) -> Any:
-    """The per-frame network of a non-text branch: (N, ...) → (features (N, D), attention dict)."""
-    from mmaffect.models.audio import Li2019, Trigeorgis2016, Tzirakis2018Reference
-    from mmaffect.models.cnn_baselines import _GapBaseline
-    from mmaffect.models.visual import HRNetAttPool
-
-    if isinstance(branch, Tzirakis2018Reference):
-        # The plain layer-by-layer network (the fast subclass's zero-half
-        # grouping is data dependent; both give the same values in eval mode).
-        def tzirakis(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            h = Tzirakis2018Reference.frame_features(branch, x)  # (n, c, steps)
-            return h.transpose(1, 2).reshape(h.shape[0], -1), {}
-
-        return tzirakis
-    if isinstance(branch, Li2019):
-        return lambda x: (_li2019_frames(branch, x), {})
-    if isinstance(branch, (Trigeorgis2016, _GapBaseline)):
-        return lambda x: (branch.frame_features(x), {})
-    if isinstance(branch, HRNetAttPool):
-        def hrnet(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            feats, sal, beta = branch.frame_features(x)
-            return feats, {"spatial": sal, "branches": beta}
-
-        return hrnet
-    raise ConfigError(f"branch {type(branch).__name__} ({branch.modality}) has no ONNX export path")
+    """The branch's declared per-frame network: ``frame_forward(x (N, ...), x_mask) -> (features (N, D),
+    attention {name: (N, ...)})`` (see :mod:`mmaffect.models.registry`)."""
+    frame_forward = getattr(branch, "frame_forward", None)
+    if not callable(frame_forward):
+        raise ConfigError(f"branch {type(branch).__name__} ({branch.modality}) has no frame_forward, so no ONNX "
+                          "export path")
+    return frame_forward
 
 
 class TraceableBranch:
@@ -199,12 +119,9 @@ class TraceableBranch:
     """
 
     def __init__(self, branch: Branch) -> None:
-        from mmaffect.models.text import TextNetwork
-
         self.branch = branch
         self.modality = branch.modality
-        self.is_text = isinstance(branch, TextNetwork)
-        self.frame_fn = None if self.is_text else _per_frame_fn(branch)
+        self.frame_fn = _per_frame_fn(branch)
         self.attention_names: list[str] = []
 
     def features(
@@ -214,18 +131,18 @@ class TraceableBranch:
         import torch
 
         b, t = mask.shape[0], mask.shape[1]
-        if self.is_text:
-            feats, present, att = _text_frames(self.branch, x, modality_mask, mask)
-        else:
-            present = (modality_mask.to(torch.bool) & mask.to(torch.bool)).reshape(-1)
-            flat = x.reshape(-1, *x.shape[2:])
-            feats, att = self.frame_fn(flat)
-            keep = present.reshape(-1, *([1] * (feats.dim() - 1)))
-            feats = torch.where(keep, feats, torch.zeros_like(feats))
-            att = {
-                k: torch.where(present.reshape(-1, *([1] * (v.dim() - 1))), v, torch.zeros_like(v))
-                for k, v in att.items()
-            }
+        flat = x.reshape(-1, *x.shape[2:])
+        # The modality's mask ((B, T) or (B, T, slots)) without the sequence padding.
+        frame = mask.to(torch.bool).reshape(-1, *([1] * (modality_mask.dim() - 2)))
+        flat_mask = modality_mask.to(torch.bool).reshape(-1, *modality_mask.shape[2:]) & frame
+        present = flat_mask.reshape(flat_mask.shape[0], -1).any(-1)
+        feats, att = self.frame_fn(flat, flat_mask)
+
+        def zeroed(v: torch.Tensor) -> torch.Tensor:
+            return torch.where(present.reshape(-1, *([1] * (v.dim() - 1))), v, torch.zeros_like(v))
+
+        feats = zeroed(feats)
+        att = {k: zeroed(v) for k, v in att.items()}
         feats = feats.reshape(b, t, feats.shape[-1])
         att = {k: v.reshape(b, t, *v.shape[1:]) for k, v in att.items()}
         return feats, present.reshape(b, t), att
@@ -242,7 +159,7 @@ class TraceableBranch:
 
 
 def traceable_branch(branch: Branch) -> TraceableBranch:
-    """The trace-friendly form of ``branch`` (raises ConfigError for an unknown branch type)."""
+    """The trace-friendly form of ``branch`` (ConfigError for a branch without ``frame_forward``)."""
     return TraceableBranch(branch)
 
 
@@ -604,14 +521,36 @@ def _parity(expected: Mapping[str, torch.Tensor], got: Mapping[str, np.ndarray],
     return out
 
 
-def _attention_specs(names: Sequence[str], tensors: Sequence[torch.Tensor], prefix: str) -> list[dict[str, Any]]:
-    """Output specs of attention tensors (B, T, ...); the text selector's last axis is the word slots."""
+#: Declared attention axes that vary from one input to the next (dynamic in the graph).
+_DYNAMIC_ATTENTION_AXES = {"slots"}
+
+
+def _attention_axes(traced_model: TraceableModel) -> dict[str, tuple[str, ...]]:
+    """The axes (after batch, time) each branch and the fusion declare for their attention tensors, by
+    the names of the whole model's outputs (``text.selector``, ``fusion.top``) and of a branch file's."""
+    out: dict[str, tuple[str, ...]] = {}
+    for modality, traceable in traced_model.branches.items():
+        for name, axes in dict(getattr(traceable.branch, "ATTENTION_AXES", {}) or {}).items():
+            out[f"{modality}.{name}"] = out[f"{modality}:{name}"] = tuple(axes)
+    layout = getattr(traced_model.fusion, "ATTENTION_LAYOUT", None)
+    for weights in getattr(layout, "weights", ()):
+        out[f"fusion.{weights.name}"] = tuple(weights.axes)
+    return out
+
+
+def _attention_specs(names: Sequence[str], tensors: Sequence[torch.Tensor], prefix: str,
+                     axes: Mapping[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """Output specs of attention tensors (B, T, ...); a declared axis named ``slots`` (the word slots,
+    e.g. of the text selector) is dynamic, and the declared axis names are listed."""
     specs = []
     for name, t in zip(names, tensors):
+        declared = axes.get(name)
         shape: list[Any] = ["batch", "time", *t.shape[2:]]
-        if name.endswith("selector"):
-            shape[-1] = "slots"
-        specs.append({"name": f"{prefix}{name}", "shape": shape, "dtype": "float32"})
+        spec: dict[str, Any] = {"name": f"{prefix}{name}", "shape": shape, "dtype": "float32"}
+        if declared and len(declared) == t.dim() - 2:
+            shape[2:] = [a if a in _DYNAMIC_ATTENTION_AXES else n for a, n in zip(declared, t.shape[2:])]
+            spec["axes"] = ["batch", "time", *declared]
+        specs.append(spec)
     return specs
 
 
@@ -681,7 +620,7 @@ def _model_graph(traced_model: TraceableModel, model: nn.Module, sizes: Mapping[
                {"name": "h_n", "shape": state_shape, "dtype": "float32",
                 "meaning": "LSTM hidden state after each sequence's last real frame"},
                {"name": "c_n", "shape": state_shape, "dtype": "float32", "meaning": "LSTM cell state"}]
-    outputs += _attention_specs(traced_model.attention_names, first[3:], "attention.")
+    outputs += _attention_specs(traced_model.attention_names, first[3:], "attention.", _attention_axes(traced_model))
     return _Graph(module, args, specs, outputs)
 
 
@@ -700,7 +639,8 @@ def _branch_graph(traced_model: TraceableModel, part: str, sizes: Mapping[str, A
         first = traceable(*args)
     outputs = [{"name": "features", "shape": ["batch", "time", int(branch.out_dim)], "dtype": "float32"},
                {"name": "present", "shape": ["batch", "time"], "dtype": "bool"}]
-    outputs += _attention_specs(traceable.attention_names, first[2:], "attention.")
+    axes = {k.split(":", 1)[1]: v for k, v in _attention_axes(traced_model).items() if k.startswith(f"{part}:")}
+    outputs += _attention_specs(traceable.attention_names, first[2:], "attention.", axes)
     return _Graph(module, args, specs, outputs)
 
 

@@ -234,7 +234,10 @@ class Predictor:
 
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(self.device).eval()
+        from mmaffect.models.optimize import for_inference
+
+        # conv–BN folded and channels-last weights: the same function to float rounding, faster
+        self.model = for_inference(model.to(self.device), inplace=True)
         self.config = dict(config)
         self.prepare_config = resolve_prepare_config(_legacy_prepare_config(prepare_config))
         self.source = source

@@ -57,6 +57,7 @@ from torch import nn
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
 from mmaffect.models.layers import frame_presence, run_on_present, same_pad1d
+from mmaffect.models.registry import register_branch
 
 
 def _present(batch: Batch, audio: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,12 @@ def _present(batch: Batch, audio: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- Tzirakis et al. 2018
+
+# Initialisations of the convolutions (option ``init``): "default" = PyTorch's Conv1d default
+# (weights kaiming-uniform with a = sqrt(5), biases uniform in +-1/sqrt(fan_in)), what every
+# existing checkpoint was trained from; "he" = He-normal weights for ReLU (fan_in) and zero
+# biases (issue #12: see recipes/emodb/README.md, "Why the network sat at a constant output").
+CONV_INITS = ("default", "he")
 
 
 class _ConvPoolReLU(torch.autograd.Function):
@@ -194,14 +201,22 @@ class Tzirakis2018Reference(Branch):
         pools: tuple[int, ...] = (10, 5, 5),
         dropout: float = 0.5,
         frame_samples: int = 4410,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if not len(channels) == len(kernels) == len(pools):
             raise ValueError("channels, kernels and pools need one entry per block")
+        if init not in CONV_INITS:
+            raise ValueError(f"init must be one of {', '.join(CONV_INITS)}, not {init!r}")
         ins = (1, *channels[:-1])
         self.convs = nn.ModuleList(nn.Conv1d(i, o, k) for i, o, k in zip(ins, channels, kernels))
         self.kernels, self.pools, self.frame_samples = tuple(kernels), tuple(pools), frame_samples
         self.dropout = dropout
+        self.init = init
+        if init == "he":
+            for conv in self.convs:
+                nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
         self.steps = _lengths(frame_samples, self.pools)[-1]
         self.out_dim = self.steps * channels[-1]
 
@@ -214,6 +229,13 @@ class Tzirakis2018Reference(Branch):
             h = F.dropout(h, self.dropout, self.training)
         return h
 
+    def frame_forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every frame (N, frame_samples) → features (N, out_dim), no attention: the plain layer-by-layer
+        network (traceable; the fast subclass's zero-half grouping is data dependent, and both give the
+        same values in eval mode)."""
+        h = Tzirakis2018Reference.frame_features(self, x)  # (n, c, steps)
+        return h.transpose(1, 2).reshape(h.shape[0], -1), {}
+
     def forward(self, batch: Batch) -> BranchOutput:
         audio = batch["audio"]
         present = _present(batch, audio)
@@ -223,6 +245,11 @@ class Tzirakis2018Reference(Branch):
         return BranchOutput(feats, present, {})
 
 
+@register_branch(
+    "audio-tzirakis2018", modality="audio",
+    description="raw-waveform CNN, 3 conv/max-pool blocks (the paper's audio network)", paper_ref="Sec. 4.1.2",
+    tiny={"channels": (4, 6, 8)},
+)
 class Tzirakis2018(Tzirakis2018Reference):
     """Audio network of Section 4.1.2 (Tzirakis et al. 2018; reference notes,
     Audio branch), fast form: same parameters and outputs as
@@ -243,8 +270,10 @@ class Tzirakis2018(Tzirakis2018Reference):
         dropout: float = 0.5,
         frame_samples: int = 4410,
         skip_zero_half: bool = True,
+        init: str = "default",
     ) -> None:
-        super().__init__(channels=channels, kernels=kernels, pools=pools, dropout=dropout, frame_samples=frame_samples)
+        super().__init__(channels=channels, kernels=kernels, pools=pools, dropout=dropout, frame_samples=frame_samples,
+                         init=init)
         if max(pools) > 255:
             raise ValueError("pool sizes above 255 are not supported by the fused layer")
         self.plan = _plan_half_crops(frame_samples, self.kernels, self.pools) if skip_zero_half else None
@@ -253,7 +282,11 @@ class Tzirakis2018(Tzirakis2018Reference):
         """(N, L) → (N, C, L // stride) via the fused blocks."""
         h = x.unsqueeze(1)
         for conv, p in zip(self.convs, self.pools):
-            h = _ConvPoolReLU.apply(h, conv.weight, conv.bias, p)
+            if torch.is_grad_enabled() and (h.requires_grad or conv.weight.requires_grad or (
+                    conv.bias is not None and conv.bias.requires_grad)):
+                h = _ConvPoolReLU.apply(h, conv.weight, conv.bias, p)
+            else:  # nothing to keep for backward: the same numbers without pool indices (4x faster pooling)
+                h = F.max_pool1d(F.conv1d(same_pad1d(h, conv.kernel_size[0]), conv.weight, conv.bias), p, p).clamp_min(0)
             if dropout:
                 h = F.dropout(h, self.dropout, self.training)
         return h
@@ -293,6 +326,10 @@ class Tzirakis2018(Tzirakis2018Reference):
 # --------------------------------------------------------------------------- Trigeorgis et al. 2016
 
 
+@register_branch(
+    "audio-trigeorgis2016", modality="audio", description="raw-waveform CNN of Trigeorgis et al. 2016 (ablation)",
+    paper_ref="Sec. 5.5, Table 2", tiny={"channels": (4, 4), "channel_pool": 2},
+)
 class Trigeorgis2016(Branch):
     """Trigeorgis et al. 2016 ("Adieu features?"), the audio baseline of
     Section 5.5 / Table 2 (reference notes, Audio branch), per frame.
@@ -346,6 +383,10 @@ class Trigeorgis2016(Branch):
         h = F.max_pool1d(h, self.step_pool)
         return self.drop(rearrange(h, "n g t -> n (t g)"))
 
+    def frame_forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every frame (N, frame_samples) → features (N, out_dim), no attention (traceable as it is)."""
+        return self.frame_features(x), {}
+
     def forward(self, batch: Batch) -> BranchOutput:
         audio = batch["audio"]
         present = _present(batch, audio)
@@ -374,6 +415,11 @@ def mel_filterbank(*, n_fft: int, n_mels: int, sample_rate: float, f_min: float 
     return torch.clamp(torch.minimum(down, up), min=0.0).to(torch.float32)
 
 
+@register_branch(
+    "audio-li2019", modality="audio",
+    description="spectrogram CNN + BLSTM + self-attention of Li et al. 2019 (ablation)",
+    paper_ref="Sec. 5.5, Table 2", tiny={"conv_channels": (4, 4), "lstm_hidden": 4},
+)
 class Li2019(Branch):
     """Li et al. 2019, the spectrogram audio baseline of Section 5.5 / Table 2
     (reference notes, Audio branch: spectrogram CNN → BLSTM → self-attention →
@@ -425,8 +471,31 @@ class Li2019(Branch):
         power = spec.real.square() + spec.imag.square()
         return torch.log(torch.einsum("nft,fm->nmt", power, self.mel) + 1e-6)
 
+    def log_mel_traceable(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_mel` without complex tensors (ONNX has none): the centred, reflect-padded,
+        Hann-windowed DFT as one strided convolution with the cos and sin bases; the same values as
+        ``torch.stft`` to float rounding."""
+        n_fft, n_freq = self.n_fft, self.n_fft // 2 + 1
+        t = torch.arange(n_fft, dtype=torch.float64)
+        f = torch.arange(n_freq, dtype=torch.float64)
+        angle = 2 * math.pi * f[:, None] * t[None, :] / n_fft
+        window = self.window.to(torch.float64)[None, :]
+        basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window]).to(x.dtype).to(x.device)
+        padded = F.pad(x.unsqueeze(1), (n_fft // 2, n_fft // 2), mode="reflect")
+        spec = F.conv1d(padded, basis.unsqueeze(1), stride=self.hop)  # (N, 2·freq, steps)
+        power = spec[:, :n_freq].square() + spec[:, n_freq:].square()
+        return torch.log(torch.einsum("nft,fm->nmt", power, self.mel) + 1e-6)
+
+    def frame_forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every frame (N, samples) → features (N, out_dim), no attention, in ONNX-exportable ops."""
+        return self.features_of_log_mel(self.log_mel_traceable(x)), {}
+
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.cnn(self.log_mel(x).unsqueeze(1))  # (n, c, freq, time)
+        return self.features_of_log_mel(self.log_mel(x))
+
+    def features_of_log_mel(self, m: torch.Tensor) -> torch.Tensor:
+        """(N, n_mels, steps) log-mel spectrograms → (N, out_dim)."""
+        h = self.cnn(m.unsqueeze(1))  # (n, c, freq, time)
         h, _ = self.lstm(rearrange(h, "n c f t -> n t (c f)"))
         h = self.drop(h)
         q, k, v = self.query(h), self.key(h), self.value(h)

@@ -26,6 +26,7 @@ from torch import nn
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
 from mmaffect.models.layers import frame_presence, run_on_present
+from mmaffect.models.registry import register_branch
 from mmaffect.models.visual import IMAGENET_MEAN, IMAGENET_STD
 
 _DENSENET_LEGACY = re.compile(
@@ -80,12 +81,18 @@ class _GapBaseline(Branch):
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body((x - self.mean) / self.std).mean(dim=(-2, -1))
 
+    def frame_forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every frame (N, 3, S, S) → features (N, out_dim), no attention (traceable as it is)."""
+        return self.frame_features(x), {}
+
     def forward(self, batch: Batch) -> BranchOutput:
         faces = batch["faces"]
         present = frame_presence(batch, "face_mask", tuple(faces.shape[:2]), faces.device)
         return BranchOutput(run_on_present(self.frame_features, faces, present, self.out_dim), present, {})
 
 
+@register_branch("visual-vgg16", modality="visual", description="VGG-16 (ablation)",
+                 paper_ref="Sec. 5.5, Table 2")
 class VGG16(_GapBaseline):
     """VGG-16 (Simonyan & Zisserman; Table 2 baseline, Section 5.5): 13 conv3×3
     + ReLU layers in 5 max-pooled stages, no batch norm (torchvision
@@ -136,6 +143,8 @@ class _ResNetBottleneck(nn.Module):
         return F.relu(h + (x if self.downsample is None else self.downsample(x)))
 
 
+@register_branch("visual-resnet50", modality="visual", description="ResNet-50 (ablation)",
+                 paper_ref="Sec. 5.5, Table 2")
 class ResNet50(_GapBaseline):
     """ResNet-50 (He et al.; Table 2 baseline, Section 5.5), torchvision
     layout (v1.5), global average pooling; ``out_dim = 2,048``."""
@@ -189,6 +198,8 @@ class _DenseBlock(nn.ModuleDict):
         return torch.cat(features, dim=1)
 
 
+@register_branch("visual-densenet121", modality="visual", description="DenseNet-121 (ablation)",
+                 paper_ref="Sec. 5.5, Table 2")
 class DenseNet121(_GapBaseline):
     """DenseNet-121 (Huang et al.; Table 2 baseline, Section 5.5), torchvision
     layout: growth 32, blocks (6, 12, 24, 16), bn_size 4, compression 0.5,
@@ -225,6 +236,8 @@ class DenseNet121(_GapBaseline):
         return F.relu(self.features(x))
 
 
+@register_branch("visual-mobilenet", modality="visual", description="MobileNet v1 (ablation)",
+                 paper_ref="Sec. 5.5, Table 2")
 class MobileNetV1(_GapBaseline):
     """MobileNet v1 (Howard et al. 2017; Table 2 baseline, Section 5.5), width
     1.0: conv3×3/2 (32) then 13 depthwise-separable blocks (depthwise conv3×3

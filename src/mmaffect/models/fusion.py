@@ -33,6 +33,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from mmaffect.models.registry import AttentionLayout, AttentionWeights, fusion_specs, register_fusion
+
 __all__ = [
     "masked_softmax",
     "Fusion",
@@ -72,6 +74,8 @@ class Fusion(nn.Module):
 
     in_dims: tuple[int, ...]
     out_dim: int
+    #: the weights ``forward`` emits (read by the figures; declared by every registered fusion)
+    ATTENTION_LAYOUT: AttentionLayout = AttentionLayout(None)
 
     def _check(self, features: Sequence[torch.Tensor], present: Sequence[torch.Tensor]) -> None:
         if len(features) != len(self.in_dims) or len(present) != len(self.in_dims):
@@ -86,6 +90,8 @@ class Fusion(nn.Module):
                 raise ValueError(f"modality {m}: expected a bool mask of shape {tuple(x.shape[:1])}")
 
 
+@register_fusion("fusion-concat", key="concat", description="concatenation + presence indicators",
+                 paper_ref="Sec. 4.2 (Concatenation), 4.3")
 class ConcatFusion(Fusion):
     """Concatenation, Section 4.2: ``x_fusion = [x^t, x^a, x^v]``.
 
@@ -154,6 +160,13 @@ def _default_pairs(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.combinations(range(n), 2))
 
 
+_PAIRWISE = AttentionWeights("pairwise", ("pair", "member"),
+                             "weights of the two members of each pair (Eq. 4-5), pairs in the order of `pairs`")
+_TOP = AttentionWeights("top", ("pair",), "weight of each pair's output (top selector)")
+
+
+@register_fusion("fusion-hierarchical", key="hierarchical", description="hierarchical attention",
+                 paper_ref="Sec. 4.2, Eq. 3-5", options={"d_u": 256}, tiny={"d_u": 8})
 class HierarchicalAttentionFusion(Fusion):
     """Hierarchical attention, Section 4.2, Eq. 3–5.
 
@@ -167,6 +180,8 @@ class HierarchicalAttentionFusion(Fusion):
     Attention: ``pairwise`` (B*, P, 2) — weights of the two members of each
     pair in the order of ``pairs``; ``top`` (B*, P). ``out_dim = d_u``.
     """
+
+    ATTENTION_LAYOUT = AttentionLayout("hierarchical", (_PAIRWISE, _TOP))
 
     def __init__(
         self,
@@ -205,6 +220,16 @@ class HierarchicalAttentionFusion(Fusion):
         return fused, {"pairwise": torch.stack(weights, dim=1), "top": top}
 
 
+_SELF_ATTENTION = AttentionLayout("self-attention", (
+    AttentionWeights("self", ("head", "query modality", "key modality"), "key weights of each query row"),
+    AttentionWeights("modality", ("head", "modality"), "the alpha of Eq. 6: weight of each modality row"),
+))
+_TINY_SELF = {"d_u": 8, "heads": 2, "d_s": 8}
+
+
+@register_fusion("fusion-self-attention", key="self-attention",
+                 description="multi-head self-attention over modalities", paper_ref="Sec. 4.2, Eq. 6",
+                 tiny=_TINY_SELF)
 class SelfAttentionFusion(Fusion):
     """Self-attention fusion, Section 4.2, Eq. 6.
 
@@ -225,6 +250,8 @@ class SelfAttentionFusion(Fusion):
     Attention: ``self`` (B*, p, M, M) key weights of each query row,
     ``modality`` (B*, p, M) the α weights.
     """
+
+    ATTENTION_LAYOUT = _SELF_ATTENTION
 
     def __init__(
         self,
@@ -274,6 +301,9 @@ class SelfAttentionFusion(Fusion):
         return rearrange(v, "b h s -> b (h s)"), {"self": key_w, "modality": alpha}
 
 
+@register_fusion("fusion-residual-self-attention", key="residual-self-attention",
+                 description="self-attention with residual connection", paper_ref="Sec. 4.2, Eq. 6-7",
+                 tiny=_TINY_SELF)
 class ResidualSelfAttentionFusion(SelfAttentionFusion):
     """Residual self-attention fusion, Section 4.2, Eq. 7 (with Eq. 6).
 
@@ -313,6 +343,9 @@ class ResidualSelfAttentionFusion(SelfAttentionFusion):
         return rearrange(z, "b h d -> b (h d)"), {"self": key_w, "modality": alpha}
 
 
+@register_fusion("fusion-crossmodal-hierarchical", key="crossmodal-hierarchical",
+                 description="cross-modal hierarchical self-attention", paper_ref="Sec. 4.2, Eq. 8-9",
+                 tiny={"d_s": 8, "tokens": 2})
 class CrossModalHierarchicalFusion(Fusion):
     """Cross-modal hierarchical self-attention, Section 4.2, Eq. 8–9.
 
@@ -342,6 +375,14 @@ class CrossModalHierarchicalFusion(Fusion):
     their original order for each m; ``top`` (B*, M); ``cross``
     (B*, M, M-1, tokens, tokens) token weights. ``out_dim = d_s``.
     """
+
+    ATTENTION_LAYOUT = AttentionLayout("crossmodal-hierarchical", (
+        AttentionWeights("pairwise", ("modality", "other modality"),
+                         "for each modality m the weights of the other modalities, in their order (Eq. 8)"),
+        AttentionWeights("top", ("modality",), "weight of each per-modality vector v_f^m (Eq. 9)"),
+        AttentionWeights("cross", ("modality", "other modality", "query token", "key token"),
+                         "token weights of m's queries over c's tokens (Eq. 8)"),
+    ))
 
     def __init__(self, *, in_dims: Sequence[int], d_s: int = 256, tokens: int = 4) -> None:
         super().__init__()
@@ -384,10 +425,5 @@ class CrossModalHierarchicalFusion(Fusion):
         return fused, {"pairwise": torch.stack(w_list, dim=1), "top": top, "cross": cross_w}
 
 
-FUSIONS: dict[str, type[Fusion]] = {
-    "concat": ConcatFusion,
-    "hierarchical": HierarchicalAttentionFusion,
-    "self-attention": SelfAttentionFusion,
-    "residual-self-attention": ResidualSelfAttentionFusion,
-    "crossmodal-hierarchical": CrossModalHierarchicalFusion,
-}
+#: Short name → class of every registered fusion (the registry's, kept for callers of the old table).
+FUSIONS: dict[str, type[Fusion]] = {spec.key: spec.cls for spec in fusion_specs()}

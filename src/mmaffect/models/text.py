@@ -9,8 +9,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mmaffect.models.base import Batch, Branch, BranchOutput
 from mmaffect.models.layers import Highway, SelectorScore, checkpointed, masked_softmax, same_pad1d, scatter_frames
+from mmaffect.models.registry import register_branch
 
 
+@register_branch(
+    "text-paper", modality="text",
+    description="N-gram CNN, multi-head projections, BiLSTM selectors, highway (text network)",
+    paper_ref="Sec. 4.1.1, Eq. 1-2, Fig. 1",
+    tiny={"embed_dim": 16, "ngram_filters": 4, "proj_dim": 8, "lstm_hidden": 4, "highway_layers": 1},
+)
 class TextNetwork(Branch):
     """Text network of Section 4.1.1 (Fig. 1, Eq. 1–2; sizes from the reference
     notes, Text branch).
@@ -43,6 +50,8 @@ class TextNetwork(Branch):
     """
 
     modality = "text"
+    #: the axes of each attention tensor after (batch, time); ``slots`` = the word slots
+    ATTENTION_AXES = {"selector": ("projection", "slots")}
 
     def __init__(
         self,
@@ -119,6 +128,30 @@ class TextNetwork(Branch):
             weights.append(alpha)
         z = self.highway(torch.cat(heads, dim=-1))
         return z, torch.stack(weights, dim=1)
+
+    def frame_forward(
+        self, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every frame at once, in ONNX-exportable operations: words (N, L, D), word_mask (N, L) →
+        features (N, out_dim), ``{"selector": (N, p, L)}``. Frames without words get one pretend
+        word (slot 0) so every packed sequence has a length ≥ 1; their outputs are meaningless (the
+        caller zeroes them). The stable compaction of the real words to the front (``forward``'s
+        argsort) is written with cumulative sums, and there is no deduplication."""
+        n_slots = words.shape[-2]
+        word_mask = word_mask.to(torch.bool)
+        present = word_mask.any(-1)
+        slots = torch.arange(n_slots, device=words.device)
+        run_mask = word_mask | (~present[:, None] & (slots == 0)[None, :])
+        # Real word j goes to the number of real words before it, padding after all real words.
+        real = run_mask.to(torch.long)
+        n_real = real.sum(-1, keepdim=True)
+        dest = torch.where(run_mask, real.cumsum(-1) - 1, n_real + (1 - real).cumsum(-1) - 1)
+        order = torch.zeros_like(dest).scatter(1, dest, slots[None, :].expand_as(dest))
+        sel_words = torch.gather(words, 1, order.unsqueeze(-1).expand_as(words))
+        sel_mask = torch.gather(run_mask, 1, order)
+        z, alpha = self.encode(sel_words, sel_mask)
+        alpha = torch.zeros_like(alpha).scatter(2, order.unsqueeze(1).expand_as(alpha), alpha)
+        return z, {"selector": alpha}
 
     def forward(self, batch: Batch) -> BranchOutput:
         words, word_mask = batch["words"], batch["word_mask"].to(torch.bool)

@@ -18,7 +18,10 @@ Running a model to get the weights is inference: :func:`collect_attention`,
 :func:`session_attention`, :class:`SessionAttention` and :func:`frame_words`
 live in :mod:`mmaffect.inference.attention` and are re-exported here.
 
-Which weight is which (src/mmaffect/models/fusion.py): with modalities
+Which weight is which: every fusion declares the weights it emits in its
+``ATTENTION_LAYOUT`` (:class:`~mmaffect.models.registry.AttentionLayout`:
+names, axes, meaning, and the ``kind`` of figure), and :func:`fusion_kind`
+reads those declarations. The layouts of src/mmaffect/models/fusion.py: with modalities
 (text, audio, visual), the hierarchical fusion's ``pairwise`` is (T, P, 2),
 the weights of the two members of each pair in the order of ``pairs``
 (default ``(visual, text), (visual, audio), (text, audio)``, Eq. 5), and
@@ -52,6 +55,7 @@ from matplotlib.textpath import TextToPath
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference.attention import SessionAttention, collect_attention, frame_words, session_attention
 from mmaffect.models.fusion import _default_pairs
+from mmaffect.models.registry import AttentionLayout, fusion_specs
 from mmaffect.utils.io import atomic_write_text
 from mmaffect.viz.common import as_array, save_png
 
@@ -73,41 +77,68 @@ __all__ = [
     "session_attention",
 ]
 
+#: The attention layouts (``AttentionLayout.kind``) this module draws.
 FUSION_KINDS = ("hierarchical", "crossmodal-hierarchical", "self-attention")
-_FUSION_KEYS = ("pairwise", "top", "cross", "self", "modality")
 _ABSENT = "#d9d9d9"
 
 
 # --------------------------------------------------------------------------- fusion weights
 
 
+def _layouts() -> list[AttentionLayout]:
+    """The attention layouts the registered fusions declare (those with weights)."""
+    return [spec.layout for spec in fusion_specs() if spec.layout.kind is not None]
+
+
+def _fusion_keys() -> set[str]:
+    return {name for layout in _layouts() for name in layout.names}
+
+
 def _fusion_arrays(attention: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The fusion entries of an attention dict, keys without the ``fusion.`` prefix."""
+    """The fusion entries of an attention dict (names a registered fusion declares), keys without the
+    ``fusion.`` prefix."""
+    keys = _fusion_keys()
     out: dict[str, np.ndarray] = {}
     for key, value in attention.items():
         name = key[len("fusion."):] if key.startswith("fusion.") else key
-        if name in _FUSION_KEYS and (key.startswith("fusion.") or "." not in key):
+        if name in keys and (key.startswith("fusion.") or "." not in key):
             arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
             out[name] = arr.astype(np.float64)
     return out
 
 
-def fusion_kind(attention: Mapping[str, Any]) -> str | None:
-    """Which strategy produced ``attention`` (one of :data:`FUSION_KINDS`), None without fusion weights.
+def _layout_of(fusion: Any) -> AttentionLayout:
+    """The declared layout of ``fusion``: a Fusion instance or class, or a registered model name."""
+    if isinstance(fusion, str):
+        from mmaffect.models.registry import get_fusion
+
+        return get_fusion(fusion).layout
+    layout = getattr(fusion, "ATTENTION_LAYOUT", None)
+    if not isinstance(layout, AttentionLayout):
+        raise ConfigError(f"{fusion!r} declares no ATTENTION_LAYOUT")
+    return layout
+
+
+def fusion_kind(attention: Mapping[str, Any], *, fusion: Any = None) -> str | None:
+    """Which layout ``attention`` has (one of :data:`FUSION_KINDS`), None without fusion weights.
+
+    With ``fusion`` (a Fusion, its class or a registered fusion model name) its declared
+    ``ATTENTION_LAYOUT`` says; otherwise the layout of the registered fusions that declares every
+    fusion weight present, the one declaring the fewest weights first.
 
     >>> fusion_kind({"fusion.pairwise": np.zeros((1, 3, 2)), "fusion.top": np.zeros((1, 3))})
     'hierarchical'
     >>> fusion_kind({"text.selector": np.zeros((1, 2, 5))}) is None
     True
     """
-    att = _fusion_arrays(attention)
-    if "cross" in att:
-        return "crossmodal-hierarchical"
-    if "pairwise" in att or "top" in att:
-        return "hierarchical"
-    if "modality" in att or "self" in att:
-        return "self-attention"
-    return None
+    if fusion is not None:
+        return _layout_of(fusion).kind
+    present = set(_fusion_arrays(attention))
+    if not present:
+        return None
+    fits = [layout for layout in _layouts() if present <= set(layout.names)]
+    fits.sort(key=lambda layout: len(layout.names))
+    return fits[0].kind if fits else None
 
 
 @dataclass
@@ -154,6 +185,8 @@ def _panels(
     if kind is None:
         raise DataError("no fusion weights to draw (the concatenation fusion and unimodal models have none); "
                         f"got keys {sorted(attention)}")
+    if kind not in FUSION_KINDS:
+        raise DataError(f"no figure for {kind!r} fusion weights (drawn: {', '.join(FUSION_KINDS)})")
     names = [str(m) for m in modalities]
     if len(names) < 2:
         raise DataError(f"fusion weights need at least two modalities, got {names}")
