@@ -901,19 +901,12 @@ def test_unwritable_and_full_output_of_pretrain_faces_and_adapt(tmp_path):
     faces = ["pretrain-faces", "--quiet", f"data.root={_toy_ferplus(tmp_path / 'fer')}", "optim.epochs=1",
              "model_options.widths=[4,8,16]", "model_options.stem_channels=8", "model_options.blocks=1",
              "model_options.n_attention_classes=16", "model_options.image_size=32"]
-    res = _cli(*faces, "--out", str(bad))
-    assert res.returncode == 2, res.stderr[-2000:]
-    _one_line_error(res.stderr, "mmaffect pretrain-faces: error:", str(blocker))
-    res = _cli(*faces, "--out", str(tmp_path / "p"), fsize=100)
-    assert res.returncode == 2, res.stderr[-2000:]
-    _one_line_error(res.stderr, "mmaffect pretrain-faces: error:", str(tmp_path / "p"))
+    commands = {"pretrain-faces": faces}
     root = shared_data_root()
-    if root is None or not (root / "emodb").is_dir():
-        pytest.skip("shared EmoDB data absent: adapt not tried")
-    adapt = ["adapt", "emodb", "--src", str(root / "emodb"), "--limit", "2"]
-    res = _cli(*adapt, "--out", str(bad))
-    assert res.returncode == 2, res.stderr[-2000:]
-    _one_line_error(res.stderr, "mmaffect adapt: error:", str(blocker))
-    res = _cli(*adapt, "--out", str(tmp_path / "a"), fsize=100)
-    assert res.returncode == 2, res.stderr[-2000:]
-    _one_line_error(res.stderr, "mmaffect adapt: error:", str(tmp_path / "a"))
+    if root is not None and (root / "emodb").is_dir():  # else adapt is not tried (shared data absent)
+        commands["adapt"] = ["adapt", "emodb", "--src", str(root / "emodb"), "--limit", "2"]
+    for name, args in commands.items():
+        for out, fsize, where in ((bad, None, blocker), (tmp_path / name, 100, tmp_path / name)):
+            res = _cli(*args, "--out", str(out), fsize=fsize)
+            assert res.returncode == 2, (name, res.stderr[-2000:])
+            _one_line_error(res.stderr, f"mmaffect {name}: error:", str(where))

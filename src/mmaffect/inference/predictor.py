@@ -566,10 +566,11 @@ class _Streams:
         out: dict[str, Any] = {}
         if self.face_report is not None:
             out["faces"] = dict(self.face_report)
+            short = video_coverage_warning(self.face_report)
             if self.face_report["n_faces_found"] == 0:
                 out["warning"] = "no face found in the video: the visual modality is masked throughout"
-            elif video_coverage_warning(self.face_report) is not None:
-                out["warning"] = video_coverage_warning(self.face_report)
+            elif short is not None:
+                out["warning"] = short
         if self.audio is not None:
             out["speech"] = self.audio.summary(target_turns_known=self.turns is not None)
         return out

@@ -28,6 +28,7 @@ __all__ = [
     "SOUNDFILE_SUFFIXES",
     "load_audio",
     "decode_audio_to_file",
+    "check_frames_covered",
     "frame_audio",
     "target_frames",
     "interlocutor_vector",
@@ -194,6 +195,30 @@ def _decode_blocks(blocks: Iterator[tuple[np.ndarray, int]], path: Path, dest: s
     return n
 
 
+def check_frames_covered(times: np.ndarray, n_samples: int, *, sample_rate: int, frame_samples: int,
+                         max_short: float, path: str | Path | None) -> None:
+    """Refuse frame times that are negative or not finite, or a recording of ``n_samples`` that ends more
+    than ``max_short`` seconds before the last frame ends (the rule of :func:`frame_audio` and of the
+    streaming reader :class:`mmaffect.preprocess.stream.AudioFrames`)."""
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    if len(t) == 0:
+        return
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataError(f"frame time {t[k]} is negative or not finite (frame {k})", path=path)
+    need = int(np.round(t.max() * sample_rate)) + frame_samples
+    short = (need - n_samples) / sample_rate
+    if short > max_short + 1e-9:
+        raise DataError(
+            f"audio shorter than the labels: the audio lasts {n_samples / sample_rate:.3f} s but the "
+            f"frames span {t.min():.3f}–{need / sample_rate:.3f} s "
+            f"({short:.3f} s missing, at most {max_short:g} s is allowed and masked)",
+            path=path,
+            time=n_samples / sample_rate,
+        )
+
+
 def frame_audio(
     signal: np.ndarray,
     times: Sequence[float] | np.ndarray,
@@ -224,23 +249,12 @@ def frame_audio(
     T = len(t)
     if T == 0:
         return np.zeros((0, frame_samples), np.float32), np.zeros(0, bool)
-    bad = ~np.isfinite(t) | (t < 0)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise DataError(f"frame time {t[k]} is negative or not finite (frame {k})", path=path)
+    check_frames_covered(t, len(x), sample_rate=sample_rate, frame_samples=frame_samples, max_short=max_short,
+                         path=path)
     starts = np.round(t * sample_rate).astype(np.int64)
     ends = starts + frame_samples
     n = len(x)
     need = int(ends.max())
-    short = (need - n) / sample_rate
-    if short > max_short + 1e-9:
-        raise DataError(
-            f"audio shorter than the labels: the audio lasts {n / sample_rate:.3f} s but the "
-            f"frames span {t.min():.3f}–{need / sample_rate:.3f} s "
-            f"({short:.3f} s missing, at most {max_short:g} s is allowed and masked)",
-            path=path,
-            time=n / sample_rate,
-        )
     if need > n:
         x = np.concatenate([x, np.zeros(need - n, np.float32)])
     windows = np.lib.stride_tricks.sliding_window_view(x, frame_samples)

@@ -34,7 +34,7 @@ import numpy as np
 
 from mmaffect.data.pcm import to_pcm16
 from mmaffect.data.session import Turn
-from mmaffect.errors import DataError
+from mmaffect.preprocess.audio import check_frames_covered
 
 __all__ = ["AudioFrames", "face_options", "face_chunks"]
 
@@ -98,7 +98,8 @@ class AudioFrames:
         self.vad_db = float(vad_db if vad_db is not None else audio["vad_db"])
         self.file = sf.SoundFile(str(self.wav))
         self.n = self.file.frames
-        self._check_length(float(audio.get("max_short", 0.1)))
+        check_frames_covered(self.times, self.n, sample_rate=self.sr, frame_samples=self.fs,
+                             max_short=float(audio.get("max_short", 0.1)), path=self.source)
         self.gain_db, lufs = normalisation_gain_db(self._blocks(0.0), sample_rate=self.sr, target=audio["loudness"])
         self.speech: np.ndarray | None = None
         if self.method == "silero":
@@ -118,24 +119,6 @@ class AudioFrames:
 
     def close(self) -> None:
         self.file.close()
-
-    def _check_length(self, max_short: float) -> None:
-        t = self.times
-        if len(t) == 0:
-            return
-        bad = ~np.isfinite(t) | (t < 0)
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise DataError(f"frame time {t[k]} is negative or not finite (frame {k})", path=self.source)
-        need = int(np.round(t.max() * self.sr)) + self.fs
-        short = (need - self.n) / self.sr
-        if short > max_short + 1e-9:
-            raise DataError(
-                f"audio shorter than the labels: the audio lasts {self.n / self.sr:.3f} s but the "
-                f"frames span {t.min():.3f}–{need / self.sr:.3f} s "
-                f"({short:.3f} s missing, at most {max_short:g} s is allowed and masked)",
-                path=self.source, time=self.n / self.sr,
-            )
 
     def _blocks(self, gain_db: float) -> Iterator[np.ndarray]:
         import soundfile as sf
