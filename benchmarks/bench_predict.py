@@ -16,6 +16,14 @@ paper's full-size ``fusion-hierarchical``). ``--checkpoint`` uses a trained one.
 Usage::
 
     python benchmarks/bench_predict.py [--workdir DIR] [--paper] [--quick] [--threads 2]
+    python benchmarks/bench_predict.py --paper --minutes 3 --reference /tmp/before/src --rounds 3
+
+``--reference SRC`` times another mmaffect source tree side by side (e.g. a
+``git worktree`` of an earlier commit, ``SRC`` = its ``src`` folder): each
+round predicts the same recording with the reference and then with this
+checkout, each in a fresh process (the reference's checkpoint saved by its
+own code), and the table gives the median of each and their ratio — on a
+shared machine the ratio is the figure, absolute times are noise.
 
 Prints a Markdown table; copy it into docs/benchmarks.md with the machine.
 """
@@ -57,6 +65,14 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps({"wall_s": wall, "peak_mib": peak, "loaded_mib": rss_loaded,
                       "media_s": pred.report["duration"], "frames_with_face": pred.report["frames_with_face"],
                       "n_frames": pred.report["n_frames"]}))
+
+
+def _env(src: str | None) -> dict[str, str]:
+    """The children's environment; ``src``: another mmaffect source tree, imported first."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _make_checkpoint(path: Path, *, config: str | None, paper: bool) -> str:
@@ -107,9 +123,18 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="only 1 and 3 minutes")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--chunk-seconds", type=float, default=60.0)
+    p.add_argument("--reference", help="another mmaffect source tree (its src folder), timed side by side")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds with --reference")
+    p.add_argument("--make-checkpoint", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         _child(args)
+        return
+    if args.make_checkpoint:
+        print(_make_checkpoint(Path(args.make_checkpoint), config=args.config, paper=args.paper))
+        return
+    if args.reference:
+        _side_by_side(args)
         return
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +169,54 @@ def main() -> None:
         print(f"| {m:g} min 320×240 25 fps + transcript | {r['media_s']:.0f} | {r['wall_s']:.1f} | "
               f"{r['media_s'] / r['wall_s']:.1f} | {r['peak_mib']:.0f} | {r['loaded_mib']:.0f} | "
               f"{r['frames_with_face']}/{r['n_frames']} |")
+
+
+def _predict_child(args: argparse.Namespace, ckpt: str, rec: dict[str, Path], src: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--checkpoint", ckpt, "--threads", str(args.threads),
+           "--chunk-seconds", str(args.chunk_seconds),
+           *[x for k in ("video", "audio", "transcript") for x in (f"--{k}", str(rec[k]))]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(src))
+    if proc.returncode != 0:
+        raise SystemExit(f"predict failed ({src or 'this checkout'}):\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _side_by_side(args: argparse.Namespace) -> None:
+    """Alternate the reference tree and this checkout on each recording; medians and their ratio."""
+    import statistics
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpts = {}
+    for tag, src in (("reference", args.reference), ("this", None)):
+        ckpts[tag] = str(workdir / f"{tag}-{'paper' if args.paper else 'demo'}.pt")
+        cmd = [sys.executable, __file__, "--make-checkpoint", ckpts[tag], *(["--paper"] if args.paper else []),
+               *(["--config", args.config] if args.config else [])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(src))
+        if proc.returncode != 0:
+            raise SystemExit(f"cannot make the {tag} checkpoint:\n{proc.stderr}")
+        what = proc.stdout.strip().splitlines()[-1]
+    print(f"model: {what}; torch threads {args.threads}; chunk {args.chunk_seconds:g} s; {args.rounds} rounds; "
+          f"reference {args.reference}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    print()
+    print("| recording | reference (s) | this (s) | × real time, reference | × real time, this | speed-up | "
+          "peak RSS reference / this (MiB) | frames with a face reference / this |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for m in [float(x) for x in args.minutes.split(",")]:
+        rec = _recording(workdir, m)
+        runs: dict[str, list[dict]] = {"reference": [], "this": []}
+        for r in range(args.rounds):
+            for tag, src in (("reference", args.reference), ("this", None)):
+                runs[tag].append(_predict_child(args, ckpts[tag], rec, src))
+                print(f"  {m:g} min round {r + 1} {tag}: {runs[tag][-1]['wall_s']:.1f} s", file=sys.stderr)
+        med = {k: statistics.median(x["wall_s"] for x in v) for k, v in runs.items()}
+        media = runs["this"][0]["media_s"]
+        peak = {k: max(x["peak_mib"] for x in v) for k, v in runs.items()}
+        faces = {k: v[0]["frames_with_face"] for k, v in runs.items()}
+        print(f"| {m:g} min 320×240 25 fps + transcript | {med['reference']:.1f} | {med['this']:.1f} | "
+              f"{media / med['reference']:.1f} | {media / med['this']:.1f} | {med['reference'] / med['this']:.2f} | "
+              f"{peak['reference']:.0f} / {peak['this']:.0f} | {faces['reference']} / {faces['this']} |")
 
 
 if __name__ == "__main__":

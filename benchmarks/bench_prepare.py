@@ -9,6 +9,13 @@ prepare's own, embedder loading included):
 Usage::
 
     python benchmarks/bench_prepare.py [--workdir DIR] [--workers 1] [--quick]
+    python benchmarks/bench_prepare.py --reference /tmp/before/src --rounds 3
+
+``--reference SRC`` times another mmaffect source tree side by side (e.g. a
+``git worktree`` of an earlier commit, ``SRC`` = its ``src`` folder): each
+round prepares each workload into a fresh cache with the reference and then
+with this checkout; the table gives the medians and their ratio (on a shared
+machine the ratio is the figure).
 
 Prints a Markdown table; copy it into docs/benchmarks.md with the machine.
 """
@@ -42,9 +49,12 @@ def _child(argv: list[str]) -> None:
     print(json.dumps({"rc": rc, "wall_s": wall, "peak_mib": peak / 1024}))
 
 
-def _run_prepare(corpus: Path, cache: Path, workers: int) -> dict:
+def _run_prepare(corpus: Path, cache: Path, workers: int, src: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", str(corpus), "--out", str(cache), "--workers", str(workers)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if src:  # another mmaffect source tree, imported first
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"prepare failed:\n{proc.stderr}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -64,6 +74,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="bench_prepare_work")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="short sessions, for a smoke run")
+    ap.add_argument("--reference", help="another mmaffect source tree (its src folder), timed side by side")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --reference")
     args = ap.parse_args()
     from mmaffect.data.writers.synthetic import synthesize
 
@@ -82,7 +94,11 @@ def main() -> None:
         synthesize(big, n_train=1, n_devel=0, n_test=0, duration=dur_big, width=640, height=480, fps=30,
                    seed=1, progress=False)
 
-    for name, corpus in [("synthetic 320x240, 25 fps", small), ("one 640x480 30 fps session", big)]:
+    workloads = [("synthetic 320x240, 25 fps", small), ("one 640x480 30 fps session", big)]
+    if args.reference:
+        _side_by_side(args, work, workloads)
+        return
+    for name, corpus in workloads:
         cache = work / (corpus.name + "_cache")
         if cache.exists():
             subprocess.run(["rm", "-rf", str(cache)], check=True)
@@ -99,6 +115,32 @@ def main() -> None:
     for name, r, again, per3 in rows:
         print(f"| {name} | {r['sessions']} | {r['media_s']:.0f} | {r['wall_s']:.1f} | {r['rtf']:.1f} | "
               f"{r['peak_mib']:.0f} | {r['cache_mib']:.1f} | {per3:.1f} | {again:.1f} |")
+
+
+def _side_by_side(args: argparse.Namespace, work: Path, workloads: list[tuple[str, Path]]) -> None:
+    """Alternate the reference tree and this checkout, each into a fresh cache; medians and their ratio."""
+    import shutil
+    import statistics
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"workers={args.workers}; {args.rounds} rounds; reference {args.reference}")
+    print("| workload | media (s) | reference (s) | this (s) | × real time, reference | × real time, this | "
+          "speed-up | peak RSS reference / this (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, corpus in workloads:
+        runs: dict[str, list[dict]] = {"reference": [], "this": []}
+        for r in range(args.rounds):
+            for tag, src in (("reference", args.reference), ("this", None)):
+                cache = work / f"{corpus.name}_cache_{tag}"
+                shutil.rmtree(cache, ignore_errors=True)
+                runs[tag].append(_run_prepare(corpus, cache, args.workers, src))
+                print(f"  {name} round {r + 1} {tag}: {runs[tag][-1]['wall_s']:.1f} s", file=sys.stderr)
+        med = {k: statistics.median(x["wall_s"] for x in v) for k, v in runs.items()}
+        media = runs["this"][0]["media_s"]
+        peak = {k: max(x["peak_mib"] for x in v) for k, v in runs.items()}
+        print(f"| {name} | {media:.0f} | {med['reference']:.1f} | {med['this']:.1f} | {media / med['reference']:.1f} | "
+              f"{media / med['this']:.1f} | {med['reference'] / med['this']:.2f} | "
+              f"{peak['reference']:.0f} / {peak['this']:.0f} |")
 
 
 if __name__ == "__main__":

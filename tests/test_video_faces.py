@@ -324,3 +324,41 @@ def test_grey_crops_are_the_luma_of_the_colour_crops(tmp_path: Path) -> None:
     luma = np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in colour.crops[colour.mask]])
     assert np.array_equal(g[..., 0], luma)
     assert np.array_equal(grey_crop(colour.crops[0]), grey.crops[0])
+
+
+def test_absent_scan_every_finds_what_every_frame_scans_find(tmp_path: Path) -> None:
+    """absent_scan_every: while no face is in view, full scans run 0.3 s apart; the frames between are
+    decided by the next scan (scanned in order when it finds a face), so onsets, crops and boxes equal
+    the exhaustive scan's; only a face shown briefly between two scans would be missed."""
+
+    def scene(t: float) -> np.ndarray:  # face, 2 s gone, face again, 0.7 s gone, face
+        img = _background()
+        if not (0.5 <= t < 2.5 or 3.3 <= t < 4.0):
+            _paste(img, int(80 + 10 * t), 40, 180)
+        return img
+
+    path = tmp_path / "gaps.mp4"
+    _write_video(path, scene, _grid(5.0, 15))
+    times = np.arange(50) * 0.1
+    every = extract_faces(path, times, size=32)
+    sparse = extract_faces(path, times, size=32, absent_scan_every=0.3)
+    np.testing.assert_array_equal(sparse.mask, every.mask)
+    np.testing.assert_array_equal(sparse.crops, every.crops)
+    np.testing.assert_array_equal(sparse.boxes, every.boxes)
+    assert every.report["n_not_scanned"] == 0 < sparse.report["n_not_scanned"]
+    assert sparse.report["n_full_scans"] < every.report["n_full_scans"]
+    assert sparse.report["n_missing"] == every.report["n_missing"]
+    with pytest.raises(ValueError, match="absent_scan_every"):
+        extract_faces(path, times, absent_scan_every=-1.0)
+
+
+def test_absent_scan_every_comes_from_the_faces_config() -> None:
+    """prepare.yaml's faces.absent_scan_every reaches the tracker; checkpoints that predate the key keep
+    scanning every frame without a face (what their training data had)."""
+    from mmaffect.inference.predictor import _legacy_prepare_config
+    from mmaffect.preprocess.pipeline import resolve_prepare_config
+    from mmaffect.preprocess.stream import face_options
+
+    assert face_options(resolve_prepare_config({})["faces"])["absent_scan_every"] == 0.3
+    old = {"faces": {"size": 48}, "audio": {}}
+    assert face_options(resolve_prepare_config(_legacy_prepare_config(old))["faces"])["absent_scan_every"] == 0.0

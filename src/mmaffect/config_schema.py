@@ -99,6 +99,7 @@ class FacesSection(_Section):
     select: Literal["largest", "track"] = F("largest or track")
     on_no_face: Literal["error", "mask"] = F("error or mask")
     grey: Bool = F("true or false")
+    absent_scan_every: Real = F("a number of seconds from 0 to 10 (0 = scan every frame)", ge=0, le=10)
 
 
 def _embedder(value: Any) -> Any:

@@ -777,7 +777,8 @@ def face_input_rule(size: int, prepare: Mapping[str, Any] | None) -> dict[str, A
         "resize": f"OpenCV cv2.resize of the square to {size}×{size}: INTER_AREA when shrinking, INTER_LINEAR "
                   "when enlarging",
         "grey": bool(faces.get("grey", False)),
-        "detector": {k: faces[k] for k in ("detector", "detect_width", "min_face", "select") if k in faces},
+        "detector": {k: faces[k] for k in ("detector", "detect_width", "min_face", "select", "absent_scan_every")
+                     if k in faces},
     }
 
 

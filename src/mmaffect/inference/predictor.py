@@ -207,15 +207,16 @@ class Prediction:
 # Preprocessing keys added after models were shipped, with the value that reproduces what
 # those models were trained with. Speech activity (audio.vad) is not among them: a
 # silent frame is masked for every model, old or new.
-_LEGACY_AUDIO = {"loudness": None}
+_LEGACY = {"audio": {"loudness": None}, "faces": {"absent_scan_every": 0.0}}
 
 
 def _legacy_prepare_config(prepare_config: Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint's preprocessing, with keys it predates set to what it was trained with."""
     cfg = json.loads(json.dumps(dict(prepare_config)))  # deep copy of plain data
-    audio = cfg.setdefault("audio", {})
-    for key, value in _LEGACY_AUDIO.items():
-        audio.setdefault(key, value)
+    for section, keys in _LEGACY.items():
+        part = cfg.setdefault(section, {})
+        for key, value in keys.items():
+            part.setdefault(key, value)
     return cfg
 
 

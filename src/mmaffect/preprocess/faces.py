@@ -378,7 +378,8 @@ class FaceTrack:
     ``report`` keys: ``n_frames``, ``n_faces_found`` (frames with a target
     face), ``n_missing`` (frames inside the video without one),
     ``n_beyond_video`` (frames outside the video), ``n_multiple`` (full
-    scans that saw more than one face), ``n_full_scans``, ``n_local_searches``.
+    scans that saw more than one face), ``n_full_scans``, ``n_local_searches``,
+    ``n_not_scanned`` (frames masked unscanned between two scans that found no face; ``absent_scan_every``).
     """
 
     crops: np.ndarray  # (T, S, S, 3) uint8 RGB, zeros where masked
@@ -390,7 +391,8 @@ class FaceTrack:
 def new_face_report(n_frames: int) -> dict[str, int]:
     """The zeroed counts of :class:`FaceTrack` ``report`` for ``n_frames`` frames (filled by :func:`iter_faces`)."""
     report = dict.fromkeys(
-        ("n_frames", "n_faces_found", "n_missing", "n_beyond_video", "n_multiple", "n_full_scans", "n_local_searches"),
+        ("n_frames", "n_faces_found", "n_missing", "n_beyond_video", "n_multiple", "n_full_scans", "n_local_searches",
+         "n_not_scanned"),
         0,
     )
     report["n_frames"] = n_frames
@@ -430,6 +432,56 @@ def grey_crop(crop: np.ndarray) -> np.ndarray:
     return np.repeat(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
 
 
+class _Tracker:
+    """Detection and target selection frame by frame, in time order (the rule of the module docstring).
+
+    ``absent_scan_every``: while no target is tracked and the last full scan
+    found no face at all, frames less than this many seconds after that scan
+    are held back unscanned (:meth:`may_skip`); the next scan decides them —
+    if it finds nothing either they are masked unscanned, if it finds a face
+    they are scanned in order first (:func:`iter_faces`), so a face's onset
+    is found on the frame where an exhaustive scan finds it.
+    """
+
+    def __init__(self, detector: HaarFaceDetector, selector: TargetSelector, report: dict[str, int], *,
+                 scan_every: float, absent_scan_every: float) -> None:
+        self.detector, self.selector, self.report = detector, selector, report
+        self.scan_every, self.absent_scan_every = scan_every, absent_scan_every
+        self.last_scan = -np.inf
+        self.empty_scan: float | None = None  # time of the last full scan, when it found no face
+
+    def scan(self, t: float, gray: np.ndarray) -> np.ndarray:
+        """Full-frame scan at ``t``."""
+        found = self.detector.detect_full(gray)
+        self.last_scan = t
+        self.empty_scan = t if len(found) == 0 else None
+        self.report["n_full_scans"] += 1
+        self.report["n_multiple"] += int(len(found) > 1)
+        return found
+
+    def may_skip(self, t: float) -> bool:
+        """May the full scan of the frame at ``t`` wait for the next scan's verdict?"""
+        return (self.absent_scan_every > 0 and self.empty_scan is not None and not self.selector.live(t)
+                and t - self.empty_scan < self.absent_scan_every - 1e-9)
+
+    def pick(self, t: float, gray: np.ndarray, found: np.ndarray | None = None) -> np.ndarray | None:
+        """The target's detected box at ``t`` (``None``: no target face): the local search around a tracked
+        target, else (or when it fails) a full scan (``found``: its result, already computed)."""
+        if self.selector.live(t) and t - self.last_scan < self.scan_every - 1e-9:
+            assert self.selector.box is not None
+            self.report["n_local_searches"] += 1
+            near = self.detector.detect_near(gray, self.selector.box)
+            k = self.selector.choose(t, near)
+            if k is not None:
+                return near[k]
+        if found is None:
+            found = self.scan(t, gray)
+        else:  # the scan was run ahead of held-back frames: it counts as this frame's
+            self.last_scan, self.empty_scan = t, (t if len(found) == 0 else None)
+        k = self.selector.choose(t, found)
+        return None if k is None else found[k]
+
+
 def iter_faces(
     video_path: str | Path,
     times: Sequence[float] | np.ndarray,
@@ -441,6 +493,7 @@ def iter_faces(
     select: str = "track",
     offset: float = 0.05,
     scan_every: float = 5.0,
+    absent_scan_every: float = 0.0,
     reacquire_gap: float = 1.0,
     smooth: float = 0.4,
     scale_factor: float = 1.1,
@@ -460,11 +513,20 @@ def iter_faces(
     is updated in place with the counts described in :class:`FaceTrack`
     (``n_faces_found`` included).
 
+    ``absent_scan_every`` (seconds; 0 = off): while no face is in view,
+    full scans run this far apart instead of on every frame; frames in
+    between are decided by the next scan (masked unscanned when it finds no
+    face either, counted in ``n_not_scanned``; scanned in order when it
+    finds one). Only a face that appears and disappears again between two
+    scans is missed.
+
     Raises:
         DataError: the video is missing, empty, corrupt or has no video stream.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
+    if absent_scan_every < 0:
+        raise ValueError(f"absent_scan_every must be >= 0, got {absent_scan_every}")
     path = Path(video_path)
     req = np.asarray(times, dtype=np.float64).reshape(-1)
     info = probe_video(path)  # clear errors for missing / empty / corrupt files
@@ -475,52 +537,50 @@ def iter_faces(
         min_neighbors=min_neighbors,
         cascades=cascades,
     )
-    selector = TargetSelector(select=select, reacquire_gap=reacquire_gap, smooth=smooth)
     if report is None:
         report = new_face_report(len(req))
+    tracker = _Tracker(detector, TargetSelector(select=select, reacquire_gap=reacquire_gap, smooth=smooth), report,
+                       scan_every=scan_every, absent_scan_every=absent_scan_every)
     # 4:2:0 planes: the luma plane is the detector's grey image and only the
     # crop region is converted to RGB (odd frame sizes: whole-frame RGB).
     i420 = info.width % 2 == 0 and info.height % 2 == 0
+
+    def emit(i: int, image: np.ndarray, gray: np.ndarray, found: np.ndarray | None = None
+             ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+        t = float(req[i])
+        pick = tracker.pick(t, gray, found)
+        if pick is None:
+            report["n_missing"] += 1
+            return i, None, None
+        box = tracker.selector.update(t, pick)
+        crop = (_crop_face_i420 if i420 else crop_face)(image, box, size=size, margin=margin)
+        report["n_faces_found"] += 1
+        return i, grey_crop(crop) if grey else crop, np.asarray(box, np.float32)
+
+    held: list[tuple[int, np.ndarray, np.ndarray]] = []  # frames waiting for the next scan's verdict
     stream = frames_at(path, req, offset=offset, pixel_format="yuv420p" if i420 else "rgb24")
-    last_scan = -np.inf
     with contextlib.closing(_prefetch(stream, depth=4)) as decoded:
         for i, image in decoded:
-            t = float(req[i])
             if image is None:
+                yield from (emit(*h) for h in held)
+                held.clear()
                 report["n_beyond_video"] += 1
                 yield i, None, None
                 continue
             gray = image[: info.height] if i420 else detector.gray(image)
-            pick: np.ndarray | None = None
-            scan_due = t - last_scan >= scan_every - 1e-9
-            if selector.live(t) and not scan_due:
-                assert selector.box is not None
-                report["n_local_searches"] += 1
-                near = detector.detect_near(gray, selector.box)
-                k = selector.choose(t, near)
-                if k is not None:
-                    pick = near[k]
-            if pick is None:
-                found = detector.detect_full(gray)
-                last_scan = t
-                report["n_full_scans"] += 1
-                report["n_multiple"] += int(len(found) > 1)
-                k = selector.choose(t, found)
-                if k is not None:
-                    pick = found[k]
-            if pick is None:
-                report["n_missing"] += 1
-                yield i, None, None
+            if tracker.may_skip(float(req[i])):
+                held.append((i, image, gray))
                 continue
-            box = selector.update(t, pick)
-            if i420:
-                crop = _crop_face_i420(image, box, size=size, margin=margin)
+            found = tracker.scan(float(req[i]), gray) if held else None
+            if held and len(found) == 0:
+                report["n_missing"] += len(held)
+                report["n_not_scanned"] += len(held)
+                yield from ((j, None, None) for j, _, _ in held)
             else:
-                crop = crop_face(image, box, size=size, margin=margin)
-            if grey:
-                crop = grey_crop(crop)
-            report["n_faces_found"] += 1
-            yield i, crop, np.asarray(box, np.float32)
+                yield from (emit(*h) for h in held)
+            held.clear()
+            yield emit(i, image, gray, found)
+        yield from (emit(*h) for h in held)
 
 
 def extract_faces(

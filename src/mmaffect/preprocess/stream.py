@@ -51,7 +51,8 @@ def face_options(faces: Mapping[str, Any]) -> dict[str, Any]:
     """
     return {"size": int(faces["size"]), "detect_width": int(faces["detect_width"]),
             "min_face": float(faces["min_face"]), "margin": float(faces["margin"]),
-            "select": str(faces["select"]), "grey": bool(faces.get("grey", False))}
+            "select": str(faces["select"]), "grey": bool(faces.get("grey", False)),
+            "absent_scan_every": float(faces.get("absent_scan_every", 0.0))}
 
 
 def face_chunks(it: Iterator, n_frames: int, chunk: int, size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -14,7 +14,8 @@ Methods (``audio.vad`` in ``configs/prepare.yaml``):
   with its own hysteresis and minimum durations
   (``silero_vad.get_speech_timestamps``); ``audio.vad_threshold`` is its
   speech-probability threshold. The ONNX export of the same network runs
-  when onnxruntime is installed (same segments, about twice as fast here),
+  when onnxruntime is installed (same segments; its session is run directly,
+  which is about 1.4x faster here than the wrapper),
   else the TorchScript one on one thread.
 * ``energy`` — a frame is speech when its RMS level is above ``audio.vad_db``
   dBFS (after loudness normalisation): fast, no model, but any loud noise
@@ -43,6 +44,7 @@ VAD_RATE = 16000
 """Sample rate Silero VAD runs at."""
 BLOCK_SECONDS = 600.0
 """Audio handed to the detector at once (its state restarts at each block)."""
+_WINDOW, _CONTEXT = 512, 64  # Silero's window and context at 16 kHz (samples)
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,16 +59,44 @@ def _silero_model() -> object:
         return load_silero_vad()
 
 
+def _onnx_probs(model: object, x16: np.ndarray) -> list[float]:
+    """Speech probability of every 512-sample window of ``x16``, from the ONNX Silero model's session.
+
+    The same computation as ``OnnxWrapper.__call__`` (64 samples of context
+    before each window, the recurrent state carried, the last window zero
+    padded), without its per-window torch conversions (a third of the time here).
+    """
+    session = model.session  # type: ignore[attr-defined]
+    n = len(x16)
+    n_win = -(-n // _WINDOW)
+    padded = np.zeros(n_win * _WINDOW + _CONTEXT, np.float32)
+    padded[_CONTEXT:_CONTEXT + n] = x16  # the wrapper's zero context before the first window
+    state = np.zeros((2, 1, 128), np.float32)
+    sr = np.array(VAD_RATE, dtype=np.int64)
+    probs = []
+    for i in range(n_win):
+        window = padded[None, i * _WINDOW:(i + 1) * _WINDOW + _CONTEXT]
+        out, state = session.run(None, {"input": window, "state": state, "sr": sr})
+        probs.append(float(out.reshape(-1)[0]))
+    return probs
+
+
 def _segments_16k(x16: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     import torch
-    from silero_vad import get_speech_timestamps
+    import silero_vad
 
     model = _silero_model()
+    x16 = np.ascontiguousarray(x16, np.float32)
+    from_probs = getattr(silero_vad.utils_vad, "get_speech_timestamps_from_probs", None)
+    if hasattr(model, "session") and from_probs is not None:
+        stamps = from_probs(_onnx_probs(model, x16), sampling_rate=VAD_RATE, threshold=threshold,
+                            audio_length_samples=len(x16))
+        return [(int(s["start"]), int(s["end"])) for s in stamps]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a recurrent model on 512-sample windows: more threads only add overhead
     try:
-        stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(x16, np.float32)), model,
-                                       threshold=threshold, sampling_rate=VAD_RATE)
+        stamps = silero_vad.get_speech_timestamps(torch.from_numpy(x16), model, threshold=threshold,
+                                                  sampling_rate=VAD_RATE)
     finally:
         torch.set_num_threads(threads)
     return [(int(s["start"]), int(s["end"])) for s in stamps]
