@@ -185,3 +185,21 @@ def test_dataset_augments_training_audio_only_and_keeps_masks(tmp_path: Path) ->
     noisy.set_epoch(1)
     plain.set_epoch(1)
     assert not np.allclose(noisy[0]["audio"].numpy(), plain[0]["audio"].numpy())
+
+
+def test_silero_leaves_torch_threads_alone() -> None:
+    """silero_vad's import sets torch to one thread for the whole process; the networks that run after
+    the speech detector (predict's models) must keep the thread count the caller chose."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(3)\n"
+        "from mmaffect.preprocess.vad import speech_frames\n"
+        "x = np.zeros(16000, np.float32)\n"
+        "speech_frames('silero', times=np.arange(10) * 0.1, blocks=[x], sample_rate=16000)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "3", out.stderr

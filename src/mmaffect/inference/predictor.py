@@ -357,9 +357,16 @@ class Predictor:
             chunk = max(1, int(round(chunk_seconds * LABEL_RATE)))
             streams = _Streams(self, rec, times, chunk, wav=wav if n_samples else None, video=video_src,
                                vad_db=vad_db)
+            threads = torch.get_num_threads()
+            if streams.faces is not None and threads > 1:
+                # The face tracker (decoding + OpenCV) runs in a thread beside the model: leave it a core.
+                # OpenMP threads that wait for a busy core cost more than they add (measured:
+                # docs/benchmarks.md: on 2 cores, predict took 69-72 s with 2 threads, 37-38 s with 1).
+                torch.set_num_threads(threads - 1)
             try:
                 run = self._run_chunks(streams, times, chunk, attention, progress)
             finally:
+                torch.set_num_threads(threads)
                 streams.close()
         return self._finish(run, streams, times, report, t0)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,24 @@ _WINDOW, _CONTEXT = 512, 64  # Silero's window and context at 16 kHz (samples)
 
 
 @functools.lru_cache(maxsize=1)
+def _silero() -> Any:
+    """The silero_vad module. Importing it sets torch to one thread for the whole process (its
+    ``model.py`` calls ``torch.set_num_threads(1)``): the caller's setting is put back, or every
+    network run after the speech detector (the models of ``predict``) would run on one core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        import silero_vad
+        import silero_vad.utils_vad
+    finally:
+        torch.set_num_threads(threads)
+    return silero_vad
+
+
+@functools.lru_cache(maxsize=1)
 def _silero_model() -> object:
-    from silero_vad import load_silero_vad
+    load_silero_vad = _silero().load_silero_vad
 
     try:
         import onnxruntime  # noqa: F401  (the ONNX model needs it)
@@ -83,8 +100,8 @@ def _onnx_probs(model: object, x16: np.ndarray) -> list[float]:
 
 def _segments_16k(x16: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     import torch
-    import silero_vad
 
+    silero_vad = _silero()
     model = _silero_model()
     x16 = np.ascontiguousarray(x16, np.float32)
     from_probs = getattr(silero_vad.utils_vad, "get_speech_timestamps_from_probs", None)
