@@ -26,7 +26,9 @@ small region around the current target is searched, at a scale where the
 face is a few cascade windows wide and only sizes near the current one are
 tried. When that local search fails, a full scan runs at once. Set
 ``scan_every=0`` to scan every frame in full (slower, exact multi-face
-counts).
+counts). While no face is in view, full scans run ``absent_scan_every``
+seconds apart and the frames between wait for the next scan's verdict
+(:func:`iter_faces`; same results as scanning each of them).
 
 Nothing is invented: a frame without a target face gets a zero crop, a False
 mask and a NaN box, and is counted in the report.
@@ -599,6 +601,8 @@ def extract_faces(
     those of :func:`iter_faces` (``detect_width``, ``min_face``, ``margin``,
     ``select``, ``offset``, ``scan_every`` — the longest time in seconds
     between full-frame scans while a target is tracked, 0 = every frame —
+    ``absent_scan_every`` — the time between full scans while no face is in
+    view, 0 = every frame —
     ``reacquire_gap``, ``smooth``, ``scale_factor``, ``min_neighbors``,
     ``cascades``).
 
