@@ -481,7 +481,9 @@ class Predictor:
             branch = getattr(self.model, "branch", None)
         return int(getattr(branch, "embed_dim", 0) or 0)
 
-    def _text_arrays(self, times: np.ndarray, words: Sequence[Turn]) -> dict[str, Any]:
+    def text_arrays(self, times: np.ndarray, words: Sequence[Turn]) -> dict[str, Any]:
+        """The text stream of a transcript on the frame grid ``times``, by the embedder and settings the model
+        was trained with (``word_vectors``, ``word_index``, ``word_tokens``, ``report``)."""
         from mmaffect.preprocess.text import build_text_arrays
 
         t = self.prepare_config["text"]
@@ -526,7 +528,7 @@ class _Streams:
 
     def __init__(self, predictor: Predictor, rec: _Recording, times: np.ndarray, chunk: int, *,
                  wav: Path | None, video: Path | None, vad_db: float | None) -> None:
-        from mmaffect.preprocess.faces import _prefetch, iter_faces, new_face_report
+        from mmaffect.preprocess.faces import iter_faces, new_face_report, prefetch
         from mmaffect.preprocess.stream import AudioFrames, face_chunks, face_options
 
         cfg = predictor.prepare_config
@@ -541,11 +543,11 @@ class _Streams:
                 self.face_report = new_face_report(len(times))
                 options = face_options(cfg["faces"])
                 it = iter_faces(video, times, report=self.face_report, **options)
-                self.faces = _prefetch(face_chunks(it, len(times), chunk, options["size"]), depth=1)
+                self.faces = prefetch(face_chunks(it, len(times), chunk, options["size"]), depth=1)
             if "audio" in modalities and wav is not None:
                 self.audio = AudioFrames(wav, times=times, audio=cfg["audio"], vad_db=vad_db, source=rec.audio or video)
             if "text" in modalities and rec.words is not None:
-                self.text = predictor._text_arrays(times, rec.words)
+                self.text = predictor.text_arrays(times, rec.words)
         except BaseException:
             self.close()
             raise

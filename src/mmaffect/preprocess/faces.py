@@ -59,6 +59,7 @@ __all__ = [
     "extract_faces",
     "iter_faces",
     "new_face_report",
+    "prefetch",
 ]
 
 CASCADES: dict[str, str] = {
@@ -561,7 +562,7 @@ def iter_faces(
 
     held: list[tuple[int, np.ndarray, np.ndarray]] = []  # frames waiting for the next scan's verdict
     stream = frames_at(path, req, offset=offset, pixel_format="yuv420p" if i420 else "rgb24")
-    with contextlib.closing(_prefetch(stream, depth=4)) as decoded:
+    with contextlib.closing(prefetch(stream, depth=4)) as decoded:
         for i, image in decoded:
             if image is None:
                 yield from (emit(*h) for h in held)
@@ -699,6 +700,6 @@ class _Prefetch(Iterator[_T]):
         self._worker.join()
 
 
-def _prefetch(items: Iterator[_T], *, depth: int) -> _Prefetch[_T]:
+def prefetch(items: Iterator[_T], *, depth: int) -> _Prefetch[_T]:
     """Start prefetching ``items`` in a thread now (see :class:`_Prefetch`)."""
     return _Prefetch(items, depth=depth)
