@@ -20,7 +20,7 @@ import pytest
 from mmaffect.data.generic import read_generic
 from mmaffect.data.proxy import PROXY_VA
 from mmaffect.data.sources import SAMPLE_RATE, shared_data_root
-from mmaffect.data.writers.composite import EMODB_SPEAKERS, adapt_composite, read_segments
+from mmaffect.data.writers.composite import COMPOSITE_VERSION, EMODB_SPEAKERS, adapt_composite, read_segments
 from mmaffect.data.writers.layout import RESEARCH_TERMS
 from mmaffect.errors import ConfigError, DataError
 
@@ -185,7 +185,7 @@ def forced(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("composite") / "forced"
     adapt_composite(ROOT, out, sessions=(2, 0, 0), seconds=20.0, digital_silence=1.0, channel_share=1.0,
                     channel_rates=[8000], long_pause=1.0, noise_burst_rate=0.5, occlusion_rate=1.0, blur_rate=0.5,
-                    gain_db=-20.0)  # a single level, as the docstring allows
+                    off_topic_rate=1.0, gain_db=-20.0)  # a single level, as the docstring allows
     return out
 
 
@@ -296,9 +296,82 @@ def test_plain_turns_every_effect_off(plain):
     assert look["skin_tone"] is None and look["background"] == "grey" and look["crf"] == 18
     assert look["gain_db"] == 0 and not look["digital_silence"] and look["channel_rate"] is None
     assert {r["modality"] for r in read_segments(plain / "composite_train_0000")} <= {
-        "label", "voice", "face", "no_face", "words"}
+        "label", "voice", "face", "no_face", "words"}  # no occlusion, blur, noise burst or off-topic turn
+    assert meta["parameters"]["off_topic_rate"] == 0.0
+    stats = meta["composite"]["partitions"]["train"]
+    assert stats["off_topic_turns"] == 0 and "off_topic" not in stats["effect_shares"]
     audio, _ = sf.read(plain / "composite_train_0000" / "audio.wav")
     assert np.count_nonzero(audio == 0) < 0.01 * len(audio)  # low noise in every pause, no digital silence
+
+
+# ----------------------------------------------------------------------------- off-topic words
+
+
+@pytest.fixture(scope="module")
+def sources():
+    from mmaffect.data.writers.composite import _read_sources
+    from mmaffect.data.writers.layout import AdaptReport
+
+    return _read_sources(ROOT, AdaptReport(corpus="composite", out=Path("unused")))
+
+
+def plans(sources, rate: float, n: int = 12, seconds: float = 200.0) -> list:
+    """Plans (no files) of ``n`` train sessions at ``off_topic_rate=rate``, every other option at its default."""
+    import inspect
+
+    from mmaffect.data.writers.composite import _composite_params, plan_session
+
+    options = {k: v.default for k, v in inspect.signature(adapt_composite).parameters.items()
+               if v.default is not inspect.Parameter.empty}
+    params = _composite_params({**options, "seconds": seconds, "off_topic_rate": rate})
+    return [plan_session(f"composite_train_{i:04d}", "train", i, sources, params, 0) for i in range(n)]
+
+
+def test_off_topic_turns_carry_near_neutral_sentences_at_the_requested_rate(sources):
+    from mmaffect.data.writers.composite import PLAIN
+
+    assert PLAIN["off_topic_rate"] == 0.0
+    words = off = 0
+    on_valence, off_valence = [], []
+    for plan in plans(sources, 0.3):
+        marked = {(it.start, it.end, it.source) for it in plan.items if it.modality == "off_topic"}
+        for it in plan.items:
+            if it.modality != "words":
+                continue
+            words += 1
+            if (it.start, it.end, it.source) in marked:
+                off += 1
+                off_valence.append(abs(it.valence))
+            elif abs(PROXY_VA[it.target][0]) >= 0.5:  # a target far from neutral
+                on_valence.append(abs(it.valence))
+        assert len(marked) == sum(1 for it in plan.items if it.modality == "off_topic")  # one per marked turn
+    assert words > 300 and abs(off / words - 0.3) < 0.06, (off, words)
+    assert np.mean(off_valence) < 0.1 and np.mean(off_valence) < 0.3 * np.mean(on_valence), (
+        np.mean(off_valence), np.mean(on_valence))
+    assert not any(it.modality == "off_topic" for plan in plans(sources, 0.0, n=4) for it in plan.items)
+
+
+def test_off_topic_turns_change_only_the_sentences(sources):
+    for a, b in zip(plans(sources, 0.0, n=3, seconds=60.0), plans(sources, 0.5, n=3, seconds=60.0), strict=True):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.faces, b.faces)
+        assert a.turns == b.turns and [c[1].stem for c in a.clips] == [c[1].stem for c in b.clips]
+        assert [(s, e) for s, e, _ in a.transcript] == [(s, e) for s, e, _ in b.transcript]
+        strip = [(it.modality, it.start, it.end, it.source) for it in b.items if it.modality not in ("words", "off_topic")]
+        assert strip == [(it.modality, it.start, it.end, it.source) for it in a.items if it.modality != "words"]
+        assert any(it.modality == "off_topic" for it in b.items)
+
+
+def test_off_topic_turns_are_in_segments_and_the_report(forced):
+    meta = json.loads((forced / "adapter.json").read_text())
+    assert meta["parameters"]["off_topic_rate"] == 1.0
+    stats = meta["composite"]["partitions"]["train"]
+    assert stats["off_topic_turn_share"] == 1.0 and stats["off_topic_turns"] == stats["items"]["words"] > 0
+    assert stats["effect_shares"]["off_topic"] == stats["words_share"]
+    for folder in sorted(p for p in forced.iterdir() if p.is_dir()):
+        rows = read_segments(folder)
+        words = [(r["start"], r["end"], r["source"]) for r in rows if r["modality"] == "words"]
+        assert words == [(r["start"], r["end"], r["source"]) for r in rows if r["modality"] == "off_topic"]
 
 
 def _mirror(tmp_path: Path, leave_out: str) -> Path:
@@ -330,7 +403,8 @@ def test_bad_parameters(tmp_path):
     with pytest.raises(ConfigError):
         adapt_composite(ROOT, tmp_path / "o", segment=(0.5, 2.0), ramp=1.0)
     for bad in (dict(crf=(30, 18)), dict(gain_db=(-10.0, 40.0)), dict(channel_rates=[]), dict(head_motion=-1.0),
-                dict(brightness=(0.0, 1.0)), dict(digital_silence=1.5), dict(noise_db=(-40.0, -70.0))):
+                dict(brightness=(0.0, 1.0)), dict(digital_silence=1.5), dict(noise_db=(-40.0, -70.0)),
+                dict(off_topic_rate=1.5), dict(off_topic_rate=-0.1)):
         with pytest.raises(ConfigError):
             adapt_composite(ROOT, tmp_path / "o", **bad)
     assert not (tmp_path / "o").exists()
@@ -345,9 +419,11 @@ def test_cli_adapt_composite(tmp_path, capsys):
     meta = json.loads((tmp_path / "c" / "adapter.json").read_text())
     assert meta["parameters"]["seed"] == 3 and meta["parameters"]["seconds"] == 6.0
     assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "p"), "--sessions", "1", "0", "0",
-                 "--seconds", "6", "--plain", "--set", "crf=[20,20]", "--set", "noise_db=-50"]) == 0
+                 "--seconds", "6", "--plain", "--set", "crf=[20,20]", "--set", "noise_db=-50",
+                 "--set", "off_topic_rate=0.3"]) == 0
     meta = json.loads((tmp_path / "p" / "adapter.json").read_text())
     assert meta["parameters"]["skin_tones"] is False and meta["parameters"]["crf"] == [20, 20]
+    assert meta["parameters"]["off_topic_rate"] == 0.3 and meta["parameters"]["version"] == COMPOSITE_VERSION == 3
     assert meta["composite"]["sessions"]["composite_train_0000"]["noise_db"] == -50
     assert main(["adapt", "composite", "--src", str(ROOT), "--out", str(tmp_path / "q"), "--set", "colour=1"]) == 2
     assert main(["adapt", "emodb", "--src", str(ROOT / "emodb"), "--out", str(tmp_path / "r"), "--plain"]) == 2

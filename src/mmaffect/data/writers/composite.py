@@ -23,12 +23,15 @@ strategies) can be run on real signals:
   gaps, so the toolkit masks those frames;
 * **words** (``transcript.csv``): per speaking turn, one EmoBank sentence
   whose rescaled rating ``(x - 3) / 2`` is among the nearest to the segment's
-  target point, spread over the turn; no words while the target listens.
+  target point, spread over the turn; no words while the target listens. A
+  share of the turns (``off_topic_rate``) is *off-topic*: its sentence is
+  drawn among those nearest to the neutral point (0, 0) instead, so words are
+  present but carry no (or the wrong) affect; the labels are unchanged.
 
 Every session also gets its own look and sound (:class:`SessionLook`: skin
 tone, background, head placement and motion, lighting, video compression,
 audio gain, noise, silence and channel) and staged degradations (occluded
-and blurred frames, noise bursts), all switchable (:data:`PLAIN` turns them
+and blurred frames, noise bursts, off-topic words), all switchable (:data:`PLAIN` turns them
 off); see ``docs/composite.md``, *Realism*.
 
 Every modality carries real but imperfect information: the acted voice and
@@ -106,7 +109,7 @@ from mmaffect.data.writers.layout import (
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.utils.io import atomic_write_json
 
-COMPOSITE_VERSION = 2
+COMPOSITE_VERSION = 3
 """Version of the generator; bumped whenever the same parameters and seed would give different files."""
 
 PARTITIONS = ("train", "devel", "test")
@@ -145,9 +148,11 @@ PLAIN: dict[str, Any] = {
     "crf": (18, 18),
     "occlusion_rate": 0.0,
     "blur_rate": 0.0,
+    "off_topic_rate": 0.0,
 }
 """Options of :func:`adapt_composite` that switch every realism effect off (the version-1 look:
-grey still faces on a grey canvas, constant -60 dBFS white noise, no level, channel or degradation)."""
+grey still faces on a grey canvas, constant -60 dBFS white noise, every sentence near its target, no level,
+channel or degradation)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -364,6 +369,7 @@ class CompositeParams:
     occlusion: tuple[int, int] = (4, 15)
     blur_rate: float = 0.0
     blur: tuple[int, int] = (2, 8)
+    off_topic_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -403,7 +409,7 @@ class SessionLook:
 class _Item:
     """One placed source item (a span of label frames)."""
 
-    modality: str  # label | voice | face | no_face | words
+    modality: str  # label | voice | face | no_face | words | occlusion | blur | noise_burst | off_topic
     start: int  # frames
     end: int
     source: str
@@ -522,24 +528,35 @@ def _plan_voice(
 
 def _plan_words(
     rng: np.random.Generator, segments: list[tuple[int, int, str]], turn_spans: list[_Turn], texts: _TextPool,
-    p: CompositeParams, items: list[_Item],
+    p: CompositeParams, items: list[_Item], off_rng: np.random.Generator,
 ) -> list[tuple[float, float, str]]:
-    """One EmoBank sentence per turn, among the nearest to the target at the turn's middle; appends ``words`` items."""
+    """One EmoBank sentence per turn, among the nearest to the target at the turn's middle; appends ``words`` items.
+
+    With probability ``p.off_topic_rate`` (drawn per turn from ``off_rng``, the
+    session's stream 6, always, so the rate does not move the other draws) the
+    turn is off-topic: its sentence is drawn among the nearest to the neutral
+    point (0, 0) instead, and an ``off_topic`` item marks the turn.
+    """
     k_text = max(3, int(round(p.nearest_share * len(texts.sentences))))
+    neutral = [int(i) for i in _nearest(texts.va, np.zeros(2), k_text)]
     used_text: set[int] = set()
     transcript: list[tuple[float, float, str]] = []
     for s, _, turn in turn_spans:
         start = s / LABEL_RATE + turn[0][1].speech[0]
         end = turn[-1][0] / LABEL_RATE + turn[-1][1].speech[1]
         target = _category_at(segments, (start + end) / 2 * LABEL_RATE)
-        near = [int(i) for i in _nearest(texts.va, np.asarray(PROXY_VA[target]), k_text)]
+        off_topic = bool(off_rng.random() < p.off_topic_rate)
+        near = neutral if off_topic else [int(i) for i in _nearest(texts.va, np.asarray(PROXY_VA[target]), k_text)]
         fresh = [i for i in near if i not in used_text] or near
         i = fresh[int(rng.integers(len(fresh)))]
         used_text.add(i)
         sent = texts.sentences[i]
         transcript.append((start, end, sent.text))
-        items.append(_Item("words", int(round(start * LABEL_RATE)), int(round(end * LABEL_RATE)),
-                           f"emobank:{sent.id}", "", float(texts.va[i, 0]), float(texts.va[i, 1]), target))
+        a, b = int(round(start * LABEL_RATE)), int(round(end * LABEL_RATE))
+        items.append(_Item("words", a, b, f"emobank:{sent.id}", "", float(texts.va[i, 0]), float(texts.va[i, 1]),
+                           target))
+        if off_topic:
+            items.append(_Item("off_topic", a, b, f"emobank:{sent.id}", "", math.nan, math.nan, target))
     return transcript
 
 
@@ -606,7 +623,7 @@ def plan_session(
 
     The session's random stream (:func:`session_rng`) is drawn in this order:
     segments, voice, words, face visibility, faces; the look
-    (:func:`draw_look`) and the degradation events have streams of their own.
+    (:func:`draw_look`), the degradation events and the off-topic turns have streams of their own.
     """
     rng = session_rng(seed, name)
     segments = _segments(rng, p)
@@ -616,7 +633,8 @@ def plan_session(
     speaker = speakers[index % len(speakers)]
     clips, turn_spans = _plan_voice(rng, segments, sources.voices[partition][speaker], p, items)
     turns = [(s / LABEL_RATE + u.speech[0], s / LABEL_RATE + u.speech[1]) for s, u in clips]
-    transcript = _plan_words(rng, segments, turn_spans, sources.texts[partition], p, items)
+    transcript = _plan_words(rng, segments, turn_spans, sources.texts[partition], p, items,
+                             effects_rng(seed, name, 6))
     hidden = _plan_hidden(rng, turn_spans, p, items)
     faces = _plan_faces(rng, segments, hidden, sources.faces[partition], p, items)
     look = draw_look(seed, name, p)
@@ -633,7 +651,8 @@ def plan_session(
 
 
 def effects_rng(seed: int, name: str, stream: int = 2) -> np.random.Generator:
-    """A further random stream of a session: 2 degradation events, 3 background pixels, 4 the look."""
+    """A further random stream of a session: 2 degradation events, 3 background pixels, 4 the look,
+    6 the off-topic turns (5, with a face index, is the per-face skin jitter)."""
     return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8")), int(stream)])
 
 
@@ -929,6 +948,7 @@ class _Tally:
         self.silent_sessions = 0
         self.pause_frames = 0
         self.long_pause_frames = 0
+        self.off_topic_turns = 0
 
     def add(self, plan: SessionPlan) -> None:
         T = len(plan.labels)
@@ -953,8 +973,9 @@ class _Tally:
             n = it.end - it.start
             if it.modality == "label":
                 self.categories[it.category] = self.categories.get(it.category, 0) + n
-            elif it.modality in ("occlusion", "blur", "noise_burst"):
+            elif it.modality in ("occlusion", "blur", "noise_burst", "off_topic"):
                 self.effects[it.modality] = self.effects.get(it.modality, 0) + n
+                self.off_topic_turns += it.modality == "off_topic"
             elif it.modality == "no_face":
                 if it.target == "speaking":
                     self.hidden_speaking += n
@@ -992,6 +1013,8 @@ class _Tally:
             "unique_items": {m: len(c) for m, c in self.sources.items()},
             "item_vs_label_ccc": agreement,
             "effect_shares": {k: round(v / max(self.frames, 1), 3) for k, v in sorted(self.effects.items())},
+            "off_topic_turns": self.off_topic_turns,
+            "off_topic_turn_share": round(self.off_topic_turns / max(sum(self.sources["words"].values()), 1), 3),
             "digital_silence_sessions": self.silent_sessions,
             "no_speech_6s_or_longer_share": round(self.long_pause_frames / max(self.frames, 1), 3),
         }
@@ -1039,6 +1062,7 @@ def adapt_composite(
     occlusion: Sequence[float] = (0.4, 1.5),
     blur_rate: float = 0.05,
     blur: Sequence[float] = (0.2, 0.8),
+    off_topic_rate: float = 0.15,
     upscale: int = 3,
     margin: float = 0.5,
     fps: int = 25,
@@ -1100,13 +1124,18 @@ def adapt_composite(
     * ``channel_share`` (0): share of sessions high-passed and resampled
       through one of ``channel_rates``;
     * ``noise_burst_rate`` (0), ``noise_burst``, ``noise_burst_db``: bursts
-      of coloured noise.
+      of coloured noise;
+    * ``off_topic_rate`` (0): share of speaking turns whose sentence is
+      off-topic, drawn among the ``nearest_share`` × pool nearest to the
+      neutral point (0, 0) instead of the target (the labels are unchanged).
 
     Files: ``audio.wav``, ``video.mp4``, ``turns.csv`` (each utterance's
     speech), ``transcript.csv``, ``labels.csv`` (arousal, valence),
     ``segments.csv`` (every placed item: ``modality`` label / voice / face /
-    no_face / words / occlusion / blur / noise_burst, source, category, its own (valence, arousal) and the
-    segment category it was chosen for), then ``splits.csv`` and
+    no_face / words / occlusion / blur / noise_burst / off_topic, source,
+    category, its own (valence, arousal) and the segment category it was
+    chosen for; an ``off_topic`` row repeats its turn's ``words`` span and
+    source), then ``splits.csv`` and
     ``adapter.json`` (parameters, seed, proxy table, source pools, per-partition
     statistics, each session's look, terms). Deterministic: the same sources, parameters and
     seed give the same files (the video's decoded frames; the bytes too with
@@ -1218,6 +1247,7 @@ def _composite_params(o: dict[str, Any]) -> CompositeParams:
     for name in ("noise_burst_rate", "occlusion_rate", "blur_rate"):
         _check_rate(name, o[name])
     rates = _check_channel_rates(o["channel_rates"])
+    _check_share("off_topic_rate", o["off_topic_rate"])
     _check_picture(head_motion=o["head_motion"], light_slope=o["light_slope"], crf=o["crf"], upscale=o["upscale"],
                    margin=o["margin"], fps=o["fps"])
     return CompositeParams(
@@ -1254,6 +1284,7 @@ def _composite_params(o: dict[str, Any]) -> CompositeParams:
         occlusion=_range_frames(o["occlusion"], "occlusion", minimum=1),
         blur_rate=float(o["blur_rate"]),
         blur=_range_frames(o["blur"], "blur", minimum=1),
+        off_topic_rate=float(o["off_topic_rate"]),
     )
 
 
@@ -1319,6 +1350,7 @@ def _run_parameters(o: dict[str, Any], params: CompositeParams, rendering: FaceR
         "occlusion": list(o["occlusion"]),
         "blur_rate": o["blur_rate"],
         "blur": list(o["blur"]),
+        "off_topic_rate": o["off_topic_rate"],
         "upscale": o["upscale"],
         "margin": o["margin"],
         "fps": o["fps"],
