@@ -203,3 +203,27 @@ def test_silero_leaves_torch_threads_alone() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "3", out.stderr
+
+
+def test_silero_onnx_session_run_directly_equals_the_wrapper() -> None:
+    """The ONNX session run directly gives the wrapper's probabilities and segments (same network, state and
+    context), on a signal with speech-like bursts between noise."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from mmaffect.preprocess import vad
+
+    model = vad._silero_model()
+    if not hasattr(model, "session"):
+        pytest.skip("the TorchScript model is in use")
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 6) / 16000
+    voiced = (np.sin(2 * np.pi * 3 * t) > 0.2) * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 5 * t))
+    x = (0.3 * voiced + 0.01 * rng.standard_normal(len(t))).astype(np.float32)[: 16000 * 6 - 100]
+    model.reset_states()
+    ref = [model(torch.from_numpy(x[i:i + 512]) if i + 512 <= len(x)
+                 else torch.nn.functional.pad(torch.from_numpy(x[i:]), (0, i + 512 - len(x))), 16000).item()
+           for i in range(0, len(x), 512)]
+    np.testing.assert_allclose(vad._onnx_probs(model, x), ref, atol=1e-6)
+    stamps = vad._silero().get_speech_timestamps(torch.from_numpy(x), model, sampling_rate=16000)
+    assert vad._segments_16k(x, 0.5) == [(int(s["start"]), int(s["end"])) for s in stamps]
