@@ -1,8 +1,10 @@
 """BERT-family encoders in plain torch, for the word embedders.
 
-Importing transformers' ``BertModel`` costs about 5.5 s of CPU per process
-on the project's machines (its modelling module pulls in kernels, sharding
-and distributed-tensor support), more than embedding a 3-minute transcript.
+Loading the default embedder through transformers' ``BertModel`` costs
+about 3 s more CPU per process on the project's machines than this module
+(its modelling module pulls in kernels, sharding and distributed-tensor
+support; ``benchmarks/profile_predict.py --encoder transformers``): more
+than embedding a 3-minute transcript.
 A BERT encoder is a stack of standard post-norm transformer layers, which
 ``torch.nn.TransformerEncoderLayer`` implements, so :func:`load_bert` builds
 one from the model folder's ``config.json`` and ``model.safetensors``

@@ -195,7 +195,7 @@ class HFWordEmbedder(WordEmbedder):
     encoder:
         ``"auto"``: BERT folders with safetensors weights run in plain torch
         (:mod:`mmaffect.preprocess.bert`: the same function, without
-        transformers' modelling imports, about 5 s less per process), others
+        transformers' modelling imports, about 3 s of CPU less per process), others
         through transformers' ``AutoModel``; ``"transformers"``: always
         ``AutoModel``.
     """
