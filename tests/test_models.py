@@ -287,4 +287,13 @@ def test_registration_checks_the_contract():
 
     with pytest.raises(ConfigError, match="ATTENTION_LAYOUT"):
         register_fusion("fusion-test-no-layout", key="x")(NoLayout)
-    assert "audio-test-no-frame-forward" not in list_models()
+    # Branches and fusions refuse a tiny key that is not an option alike (it would leave the test
+    # model full-size without a word).
+    from mmaffect.models.audio import Tzirakis2018
+    from mmaffect.models.fusion import SelfAttentionFusion
+
+    with pytest.raises(ConfigError, match=r"branch 'audio-test-bad-tiny': tiny options \['chanels'\]"):
+        register_branch("audio-test-bad-tiny", modality="audio", tiny={"chanels": (4,)})(Tzirakis2018)
+    with pytest.raises(ConfigError, match=r"fusion 'fusion-test-bad-tiny': tiny options \['in_dims'\]"):
+        register_fusion("fusion-test-bad-tiny", key="x", tiny={"in_dims": (2,)})(SelfAttentionFusion)
+    assert not {"audio-test-no-frame-forward", "audio-test-bad-tiny", "fusion-test-bad-tiny"} & set(list_models())

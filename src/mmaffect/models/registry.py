@@ -165,6 +165,19 @@ def _keyword_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
+def _options_and_tiny(
+    kind: str, name: str, cls: type, options: Mapping[str, Any] | None, tiny: Mapping[str, Any] | None,
+    skip: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A registration's options (default: the keyword arguments of ``cls`` but ``skip``) and its tiny
+    overrides, which must all be options: a misspelt tiny key would leave the test model full-size."""
+    opts = dict(options) if options is not None else _keyword_defaults(cls, skip=skip)
+    unknown = set(tiny or {}) - set(opts)
+    if unknown:
+        raise ConfigError(f"{kind} {name!r}: tiny options {sorted(unknown)} are not options of {cls.__name__}")
+    return opts, dict(tiny or {})
+
+
 def _check_new(name: str) -> None:
     if name in _REGISTRY or name in _BRANCHES or name in _FUSIONS:
         raise ConfigError(f"model {name!r} is registered twice")
@@ -208,11 +221,8 @@ def register_branch(
         _check_new(name)
         if not callable(getattr(cls, "frame_forward", None)):
             raise ConfigError(f"branch {name!r}: {cls.__name__} has no frame_forward(x, x_mask) method")
-        opts = dict(options) if options is not None else _keyword_defaults(cls)
-        unknown = set(tiny or {}) - set(opts)
-        if unknown:
-            raise ConfigError(f"branch {name!r}: tiny options {sorted(unknown)} are not options")
-        spec = BranchSpec(name, cls, modality, opts, dict(tiny or {}), description, paper_ref)
+        opts, tiny_opts = _options_and_tiny("branch", name, cls, options, tiny)
+        spec = BranchSpec(name, cls, modality, opts, tiny_opts, description, paper_ref)
         _BRANCHES[name] = spec
         _add("branch", spec)
         return cls
@@ -240,10 +250,8 @@ def register_fusion(
         _check_new(name)
         if not isinstance(getattr(cls, "ATTENTION_LAYOUT", None), AttentionLayout):
             raise ConfigError(f"fusion {name!r}: {cls.__name__} has no ATTENTION_LAYOUT (an AttentionLayout)")
-        opts = dict(options) if options is not None else _keyword_defaults(cls, skip=("in_dims",))
-        chosen = dict(branches or DEFAULT_BRANCHES)
-        spec = FusionSpec(name, cls, key, opts, {k: v for k, v in (tiny or {}).items() if k in opts},
-                          description, paper_ref, chosen)
+        opts, tiny_opts = _options_and_tiny("fusion", name, cls, options, tiny, skip=("in_dims",))
+        spec = FusionSpec(name, cls, key, opts, tiny_opts, description, paper_ref, dict(branches or DEFAULT_BRANCHES))
         _FUSIONS[name] = spec
         _add("fusion", spec)
         return cls
