@@ -115,16 +115,24 @@ def test_dataset_builds_model_batches(prepared):
     assert starts1 == [it[1] for it in ds.items]  # reproducible
 
 
-def test_session_without_labels_uses_media_duration(corpus, prepared, tmp_path):
+def test_session_without_labels_uses_media_duration(corpus, prepared, tmp_path, monkeypatch):
     # generic layout: a video only, no labels, no transcript
+    import mmaffect.preprocess.audio as audio_mod
+
     _, cfg, _ = prepared
     session_dir = tmp_path / "generic" / "clip"
     session_dir.mkdir(parents=True)
     shutil.copy(corpus / "video" / "Train_01.avi", session_dir / "video.avi")
     shutil.copy(corpus / "audio" / "Train_01.wav", session_dir / "audio.wav")
+    decodes = []
+    for name in ("decode_audio_to_file", "load_audio"):
+        real = getattr(audio_mod, name)
+        monkeypatch.setattr(audio_mod, name, lambda *a, _real=real, **k: decodes.append(a[0]) or _real(*a, **k))
     report = prepare(read_corpus(tmp_path / "generic"), tmp_path / "cache", config=cfg, progress=False)
     entry = report.sessions["clip"]
     assert entry["n_frames"] == 80
+    # one decode gives both the frame grid and the audio stream; the decoded copy is removed
+    assert len(decodes) == 1 and not list((tmp_path / "cache" / "clip").glob(".decoded-*"))
     assert entry["streams"]["labels"] is None and entry["streams"]["text"] is None
     s = Cache(tmp_path / "cache").sessions()[0]
     item = SessionWindows([s], window=None, require_labels=False, embed_dim=DIM)[0]

@@ -53,11 +53,51 @@ def resolve_prepare_config(config: dict[str, Any] | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- frame grid
 
 
-def session_times(session: Session, cfg: dict[str, Any]) -> np.ndarray:
-    """Frame time stamps: the labels', or a 10 Hz grid over the media."""
+class DecodedAudio:
+    """A session's audio decoded once, on first use, to a hidden float wav in ``folder``.
+
+    ``prepare`` needs the decoded recording up to three times: its length for
+    the frame grid of a session without labels, its length to check a
+    transcript against when the container's header does not tell it (mp4,
+    mp3), and its samples for the audio stream. Decoding is the costly part
+    of each, so one decode serves all three (and the grid then comes from
+    the same sample count as ``predict``'s). The wav is removed on leaving
+    the ``with`` block; a killed run's copy is cleaned by
+    :meth:`mmaffect.data.cache.Cache.remove_temp_files`.
+    """
+
+    def __init__(self, session: Session, cfg: dict[str, Any], folder: Path) -> None:
+        self.source = session.audio
+        self.sample_rate = int(cfg["audio"]["sample_rate"])
+        self.path = Path(folder) / f".decoded-{os.getpid()}.wav"
+        self._n: int | None = None
+
+    def get(self) -> tuple[Path, int]:
+        """(the wav, its number of samples), decoding on the first call."""
+        from mmaffect.preprocess.audio import decode_audio_to_file
+
+        if self._n is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._n = decode_audio_to_file(self.source, self.path, sample_rate=self.sample_rate)
+        return self.path, self._n
+
+    @property
+    def seconds(self) -> float:
+        return self.get()[1] / self.sample_rate
+
+    def __enter__(self) -> DecodedAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def session_times(session: Session, cfg: dict[str, Any], decoded: DecodedAudio | None = None) -> np.ndarray:
+    """Frame time stamps: the labels', or a 10 Hz grid over the media (``decoded``: the session's
+    audio when it is decoded anyway)."""
     if session.labels is not None:
         return session.labels.times
-    duration = media_duration(session, cfg)
+    duration = media_duration(session, cfg, decoded)
     n = int(math.floor(duration * cfg["label_rate"] + 1e-6))
     if n <= 0:
         raise DataError(f"media too short for one {1 / cfg['label_rate']:.1f} s frame ({duration:.3f} s)",
@@ -65,14 +105,19 @@ def session_times(session: Session, cfg: dict[str, Any]) -> np.ndarray:
     return frame_times(n, rate=cfg["label_rate"])
 
 
-def media_duration(session: Session, cfg: dict[str, Any]) -> float:
-    """Duration in seconds of the session's audio, else video, else transcript."""
-    from mmaffect.preprocess.audio import load_audio
+def media_duration(session: Session, cfg: dict[str, Any], decoded: DecodedAudio | None = None) -> float:
+    """Duration in seconds of the session's audio (as decoded at the configured rate, so the grid
+    has the frames ``predict`` gives the same file), else video, else transcript."""
     from mmaffect.preprocess.video import probe_video
 
     if audio_source(session) is not None:
-        sr = cfg["audio"]["sample_rate"]
-        return len(load_audio(session.audio, sample_rate=sr)) / sr
+        if decoded is not None:
+            return decoded.seconds
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mmaffect-prepare-") as tmp, \
+                DecodedAudio(session, cfg, Path(tmp)) as own:
+            return own.seconds
     if session.video is not None:
         return probe_video(session.video).duration
     if session.transcript:
@@ -80,9 +125,9 @@ def media_duration(session: Session, cfg: dict[str, Any]) -> float:
     raise DataError(f"session {session.name!r} has neither labels, audio, video nor transcript")
 
 
-def recording_seconds(session: Session, cfg: dict[str, Any]) -> float | None:
+def recording_seconds(session: Session, cfg: dict[str, Any], decoded: DecodedAudio | None = None) -> float | None:
     """Length of the session's recording (audio, else video), read from the file headers where they
-    tell it; ``None`` for a session with a transcript only."""
+    tell it, else from the decoded audio; ``None`` for a session with a transcript only."""
     from mmaffect.preprocess.audio import SOUNDFILE_SUFFIXES
     from mmaffect.preprocess.video import probe_video
 
@@ -94,7 +139,7 @@ def recording_seconds(session: Session, cfg: dict[str, Any]) -> float | None:
         except RuntimeError as exc:
             raise DataError(f"cannot read audio header ({exc})", path=session.audio) from None
     if audio_source(session) is not None:
-        return media_duration(session, cfg)
+        return media_duration(session, cfg, decoded)
     if session.video is not None:
         return probe_video(session.video).duration
     return None
@@ -169,7 +214,7 @@ def build_labels(session: Session, times: np.ndarray) -> tuple[dict[str, np.ndar
 
 
 def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any], *,
-                workdir: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                workdir: Path | None = None, decoded: DecodedAudio | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Audio frames of a session: loudness-normalised, framed, speech frames marked.
 
     ``audio_mask`` is False where the frame is not fully recorded *or* no
@@ -181,20 +226,16 @@ def build_audio(session: Session, times: np.ndarray, cfg: dict[str, Any], *,
     runs, so the two give the same arrays. The decoded wav is a hidden
     temporary file in ``workdir`` (the session's cache folder: the disk the
     user chose for the cache, and the folder a killed run's leftovers are
-    cleaned from), else the system's temporary folder.
+    cleaned from), else the system's temporary folder; ``decoded``: the
+    caller's, already decoded or to be shared with its other uses.
     """
     import tempfile
 
-    from mmaffect.preprocess.audio import decode_audio_to_file
-
-    a = cfg["audio"]
-    sr = int(a["sample_rate"])
-    with tempfile.TemporaryDirectory(prefix="mmaffect-prepare-") as tmp:
-        wav = (workdir if workdir is not None else Path(tmp)) / f".decoded-{os.getpid()}.wav"
-        try:
-            return _framed_audio(session, times, a, wav, decode_audio_to_file(session.audio, wav, sample_rate=sr))
-        finally:
-            wav.unlink(missing_ok=True)
+    if decoded is not None:
+        return _framed_audio(session, times, cfg["audio"], *decoded.get())
+    with tempfile.TemporaryDirectory(prefix="mmaffect-prepare-") as tmp, \
+            DecodedAudio(session, cfg, workdir if workdir is not None else Path(tmp)) as own:
+        return _framed_audio(session, times, cfg["audio"], *own.get())
 
 
 def _framed_audio(session: Session, times: np.ndarray, a: dict[str, Any], wav: Path,
@@ -222,11 +263,12 @@ def build_faces(session: Session, times: np.ndarray, cfg: dict[str, Any]) -> tup
     return arrays, dict(track.report)
 
 
-def build_text(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder: Any) -> tuple[dict[str, np.ndarray], dict]:
+def build_text(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder: Any,
+               decoded: DecodedAudio | None = None) -> tuple[dict[str, np.ndarray], dict]:
     from mmaffect.preprocess.text import build_text_arrays
 
     t = cfg["text"]
-    duration = recording_seconds(session, cfg)
+    duration = recording_seconds(session, cfg, decoded)
     if duration is not None:
         check_turns_within(session.transcript, duration, path=session.meta.get("transcript_path"), what="transcript")
     out = build_text_arrays(times, session.transcript, embedder, max_words=t["max_words"], delay=t["delay"],
@@ -390,16 +432,23 @@ def prepare_session(session: Session, cfg: dict[str, Any], cache_root: Path, emb
 
 def _prepare_session_locked(session: Session, cfg: dict[str, Any], cache: Cache,
                             embedder: _EmbedderHolder) -> dict[str, Any]:
-    times = session_times(session, cfg)
+    with DecodedAudio(session, cfg, cache.root / session.name) as decoded:
+        return _prepare_streams(session, cfg, cache, embedder,
+                                decoded if audio_source(session) is not None else None)
+
+
+def _prepare_streams(session: Session, cfg: dict[str, Any], cache: Cache, embedder: _EmbedderHolder,
+                     decoded: DecodedAudio | None) -> dict[str, Any]:
+    times = session_times(session, cfg, decoded)
     need_text = session.transcript is not None and cfg["text"]["enabled"]
     keys = stream_keys(session, times, cfg, embedder.key() if need_text else None)
     entry: dict[str, Any] = {"partition": session.partition, "n_frames": int(len(times)), "streams": {},
                              "report": {}, "computed": [], "reused": []}
     builders: dict[str, Callable[[], tuple[dict, dict]]] = {
         "labels": lambda: build_labels(session, times),
-        "audio": lambda: build_audio(session, times, cfg, workdir=cache.root / session.name),
+        "audio": lambda: build_audio(session, times, cfg, decoded=decoded),
         "faces": lambda: build_faces(session, times, cfg),
-        "text": lambda: build_text(session, times, cfg, embedder.get()),
+        "text": lambda: build_text(session, times, cfg, embedder.get(), decoded),
     }
     from mmaffect.data.cache import read_stream_meta, stream_is_readable
 
