@@ -20,6 +20,13 @@ learning one:
 * after the last epoch: the best epoch (highest devel frame CCC, as best.pt)
   scored on the test speaker, one prediction per utterance, as the benchmark.
 
+With ``--probe-every N`` it also prints, every N optimiser steps, the state
+of the network on a fixed probe (the first 40 training windows, in eval
+mode): the mean and the spread over utterances of the output layer's
+pre-tanh value (arousal, valence), the share of the 4,250 branch features
+that are zero on every probe frame, and the learning rate: what shows a
+near-constant output drifting into tanh saturation.
+
 Before training it prints the initial state: the waveform scale (RMS and
 peak of the non-zero half of each interlocutor vector), per convolution the
 mean |bias| next to the spread over frames of the bias-free part W*x of its
@@ -38,6 +45,7 @@ Usage (research-only data: the corpus and cache live under /tmp, never in the re
     mmaffect prepare /tmp/plateau/corpus --out /tmp/plateau/cache text.enabled=false faces.enabled=false
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/diag_audio_plateau.py --cache /tmp/plateau/cache \
         --fold 13 [--epochs 6] [--init default|he] [--scheduler none|warmup-cosine] [--input-gain 20] [--report-only]
+        [--seed 0] [--probe-every 7]
 
 The fold's devel speaker is the next in sorted order and training uses the
 other 6 (as ``benchmarks/bench_emodb_audio.py``); lr 1e-3, batch 10, gradient
@@ -142,6 +150,29 @@ def init_report(model: torch.nn.Module, batch: dict, gain: float) -> list[str]:
     return out
 
 
+@torch.no_grad()
+def probe_state(model: torch.nn.Module, batch: dict) -> str:
+    """Pre-tanh output (mean; spread over the probe's utterances of their mean) and the share of
+    branch features zero on every present frame, in eval mode; the caller restores train mode.
+
+    The random streams are left alone: eval mode draws no dropout."""
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [model.head.out.register_forward_hook(lambda m, i, o: captured.__setitem__("pre", o)),
+             model.branch.register_forward_hook(lambda m, i, o: captured.__setitem__("feat", o.features))]
+    try:
+        model.train(False)
+        model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    mask = batch["mask"].unsqueeze(-1).to(captured["pre"].dtype)
+    umean = (captured["pre"][..., :2] * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+    feat = captured["feat"][batch["audio_mask"]]  # (present frames, features)
+    dead = (feat.abs().amax(dim=0) == 0).float().mean().item()
+    return (f"pre-tanh mean {umean[:, 0].mean():+.3f} {umean[:, 1].mean():+.3f}, spread over utterances "
+            f"{umean[:, 0].std():.4f} {umean[:, 1].std():.4f}; features zero on every frame {dead:.1%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", required=True, help="prepared EmoDB cache (mmaffect prepare ... text/faces off)")
@@ -156,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", default=None, help="model option init (default: the model's)")
     p.add_argument("--input-gain", type=float, default=1.0, help="multiply every waveform by this (scale test)")
     p.add_argument("--report-only", action="store_true", help="initialisation report only, no training")
+    p.add_argument("--probe-every", type=int, default=0,
+                   help="every N steps, the pre-tanh output and dead features on a fixed probe (0 = never)")
     args = p.parse_args(argv)
 
     train_parts, dev_parts = fold_partitions(args.fold)
@@ -227,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             step += 1
+            if args.probe_every and step % args.probe_every == 0:
+                print(f"  step {step}: {probe_state(model, probe)}; lr {optimizer.param_groups[0]['lr']:.2e}",
+                      flush=True)
+                model.train()
             losses.append(loss.item())
             # spread over the batch's utterances of their mean prediction (what the benchmark scores)
             m = mask.unsqueeze(-1).to(pred.dtype)
