@@ -25,6 +25,10 @@ One script, the same folds and the same scoring for every model (issue #6, item 
    Ridge and StandardScaler + RBF SVR, fitted on the 7 non-test speakers,
    hyper-parameters (ridge alpha; SVR C, gamma) by grid search with
    cross-validation grouped by speaker on those 7 speakers, scored by CCC.
+   ``--baseline-loudness LUFS`` first normalises each wav to that integrated
+   loudness, as ``mmaffect prepare`` does for every recording the networks see
+   (EmoDB has one utterance per file, so this removes the absolute level
+   between utterances; the default, raw files, keeps it).
 5. One Markdown table: CCC per dimension pooled over all utterances of all
    folds, and the per-fold CCC mean ± std (ddof=1) over the test speakers
    (the "fold spread"), train time; then the goals of issue #6, computed.
@@ -32,7 +36,8 @@ One script, the same folds and the same scoring for every model (issue #6, item 
 Usage::
 
     nice -n 10 python benchmarks/bench_emodb_audio.py [--data DIR] [--workdir DIR] [--quick]
-        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2] [key=value ...]
+        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2]
+        [--prepare audio.loudness=null ...] [--baseline-loudness -23] [key=value ...]
 
 Runs are resumable: a fold/model whose evaluation exists is reused, one with
 a ``last.pt`` but no evaluation is continued with ``mmaffect train - --resume``.
@@ -253,8 +258,26 @@ def wilcoxon_vs_svr(ours: dict, svr: dict, folds: list[str], dim: str) -> dict:
 # ----------------------------------------------------------------------------- baseline (own process)
 
 
-def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, out_json: Path) -> None:
-    """eGeMAPS functionals + ridge / RBF SVR per fold; writes per-utterance predictions and times as JSON."""
+def egemaps_input(path: Path, loudness: float | None) -> tuple[np.ndarray, int]:
+    """The baseline's input: a wav as float32 mono samples; with ``loudness`` (LUFS), scaled by the
+    same integrated-loudness gain that ``mmaffect prepare`` applies to a recording."""
+    import soundfile as sf
+
+    from mmaffect.preprocess.audio import apply_gain
+    from mmaffect.preprocess.loudness import normalisation_gain_db
+
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    if loudness is not None:
+        gain_db, _ = normalisation_gain_db([x], sample_rate=sr, target=loudness)
+        x = apply_gain(x, gain_db)
+    return x, sr
+
+
+def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, out_json: Path,
+                 loudness: float | None = None) -> None:
+    """eGeMAPS functionals + ridge / RBF SVR per fold; writes per-utterance predictions and times as JSON.
+    ``loudness``: normalise each file to that many LUFS first (None: the raw files)."""
     utts = utterances(corpus)
     folds = json.loads(folds_json.read_text())
     t0 = time.perf_counter()
@@ -268,7 +291,8 @@ def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, 
 
         smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                 feature_level=opensmile.FeatureLevel.Functionals)
-        x = np.stack([smile.process_file(str(src / "wav" / u["source"])).to_numpy()[0] for u in utts]).astype(np.float64)
+        x = np.stack([smile.process_signal(*egemaps_input(src / "wav" / u["source"], loudness)).to_numpy()[0]
+                      for u in utts]).astype(np.float64)
         feat_s = time.perf_counter() - t0
         tmp = features_npz.with_suffix(".tmp.npz")
         np.savez(tmp, x=x, sources=np.asarray([u["source"] for u in utts]), seconds=feat_s)
@@ -292,7 +316,7 @@ def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, 
         "ridge": (Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]), {"ridge__alpha": RIDGE_ALPHAS}),
         "svr": (Pipeline([("scale", StandardScaler()), ("svr", SVR(kernel="rbf"))]), SVR_GRID),
     }
-    result: dict = {"features_s": feat_s, "n_features": int(x.shape[1]), "models": {}}
+    result: dict = {"features_s": feat_s, "n_features": int(x.shape[1]), "loudness": loudness, "models": {}}
     for name, (pipe, grid) in models.items():
         t1 = time.perf_counter()
         per_fold: dict = {}
@@ -364,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="(fold, model) runs in parallel processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS baseline")
+    p.add_argument("--baseline-loudness", type=float, metavar="LUFS",
+                   help="normalise each wav to this integrated loudness before eGeMAPS, as `mmaffect prepare` "
+                        "does for the networks (default: the raw files)")
+    p.add_argument("--prepare", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra `mmaffect prepare` override, repeatable (e.g. audio.loudness=null); a work "
+                        "folder is tied to them")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
     p.add_argument("--baseline-child", nargs=5, metavar=("CORPUS", "SRC", "FOLDS", "NPZ", "JSON"),
                    help=argparse.SUPPRESS)
@@ -371,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.baseline_child:
         corpus, src, folds_json, npz, out = map(Path, args.baseline_child)
-        run_baseline(corpus, src, folds_json, npz, out)
+        run_baseline(corpus, src, folds_json, npz, out, args.baseline_loudness)
         return 0
 
 
@@ -382,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     src = src.resolve()
     mode = "quick" if args.quick else "full"
     default = Path(tempfile.gettempdir()) / ("mmaffect-bench-emodb" + ("-quick" if args.quick else ""))
-    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src), "prepare": PREPARE_OVERRIDES})
+    prepare_overrides = [*PREPARE_OVERRIDES, *args.prepare]
+    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src), "prepare": prepare_overrides})
     log = work / "bench.log"
     corpus, cache = work / "corpus", work / "cache"
     parts: dict[str, float] = {}
@@ -394,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         _cli(["adapt", "emodb", "--src", str(src), "--out", str(corpus),
               *(["--limit", str(QUICK_LIMIT)] if args.quick else [])], log=log, threads=args.threads)
     print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
-    _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log, threads=args.threads)
+    _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *prepare_overrides], log=log, threads=args.threads)
     parts["adapt + prepare"] = time.perf_counter() - t0
     utts = utterances(corpus)
     speakers = sorted({u["speaker"] for u in utts})
@@ -404,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. the baseline (own process) and our (fold, model) runs, `--jobs` at a time
     t0 = time.perf_counter()
-    base_json = work / "baseline.json"
+    # the baseline's files name its input (raw wavs, or normalised to N LUFS)
+    base_tag = "" if args.baseline_loudness is None else f"-loudness{args.baseline_loudness:g}"
+    base_json, base_npz = work / f"baseline{base_tag}.json", work / f"egemaps{base_tag}.npz"
 
     def baseline_task() -> float:
         tb = time.perf_counter()
@@ -413,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0.0
         print("baseline: eGeMAPS functionals + ridge / RBF SVR (own process)", file=sys.stderr)
         proc = subprocess.run([sys.executable, __file__, "--baseline-child", str(corpus), str(src), str(folds_json),
-                               str(work / "egemaps.npz"), str(base_json)], cwd=REPO, env=_env(args.threads),
+                               str(base_npz), str(base_json),
+                               *([f"--baseline-loudness={args.baseline_loudness}"]
+                                 if args.baseline_loudness is not None else [])], cwd=REPO, env=_env(args.threads),
                               check=False)
         if proc.returncode != 0:
             raise RuntimeError("baseline failed")
@@ -473,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_baseline:
         base = json.loads(base_json.read_text())
         src_to_gold = {by_session[k]["source"]: by_session[k]["gold"] for k in by_session}
-        for name, label in (("ridge", "eGeMAPS + ridge (baseline)"), ("svr", "eGeMAPS + RBF SVR (baseline)")):
+        on = "" if args.baseline_loudness is None else f", each wav at {args.baseline_loudness:g} LUFS"
+        for name, label in (("ridge", f"eGeMAPS + ridge (baseline{on})"), ("svr", f"eGeMAPS + RBF SVR (baseline{on})")):
             per_fold = {}
             for fold in folds:
                 f = base["models"][name]["folds"][fold["test"]]
@@ -582,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd += f" --epochs {args.epochs}"
     if seeds != [0]:
         cmd += " --seeds " + " ".join(map(str, seeds))
+    cmd += "".join(f" --prepare {o}" for o in args.prepare)
+    if args.baseline_loudness is not None:
+        cmd += f" --baseline-loudness {args.baseline_loudness:g}"
     cmd += "".join(f" {o}" for o in args.overrides)
     lines.append(f"command: {cmd}")
     table = "\n".join(lines)

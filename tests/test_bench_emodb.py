@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmaffect.data.sources import shared_data_root
@@ -97,3 +98,38 @@ def test_refuses_workdir_inside_repository(emodb: Path) -> None:
                            "--workdir", str(SCRIPT.parents[1] / "runs" / "emodb-bench-test")],
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode != 0 and "outside the repository" in proc.stderr
+
+
+def test_baseline_loudness_input_matches_prepare_gain(tmp_path: Path) -> None:
+    """--baseline-loudness feeds eGeMAPS the wav scaled by prepare's gain: two copies of one
+    utterance 20 dB apart become the same signal; without it they stay 20 dB apart."""
+    import soundfile as sf
+
+    mod = _bench_module()
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 2) / 16000
+    x = (0.05 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+         + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    sf.write(loud, x, 16000, subtype="FLOAT")
+    sf.write(quiet, x * 0.1, 16000, subtype="FLOAT")
+    raw_l, sr = mod.egemaps_input(loud, None)
+    raw_q, _ = mod.egemaps_input(quiet, None)
+    assert sr == 16000 and np.allclose(raw_q, 0.1 * raw_l, atol=1e-7)
+    norm_l, _ = mod.egemaps_input(loud, -23.0)
+    norm_q, _ = mod.egemaps_input(quiet, -23.0)
+    assert np.allclose(norm_l, norm_q, rtol=1e-4, atol=1e-6)
+    from mmaffect.preprocess.loudness import integrated_loudness
+
+    assert integrated_loudness(norm_q, sample_rate=16000) == pytest.approx(-23.0, abs=0.05)
+
+
+def test_work_folder_is_tied_to_the_prepare_overrides(emodb: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bench.json").write_text(json.dumps(
+        {"mode": "quick", "source": str(emodb.resolve()), "prepare": ["text.enabled=false", "faces.enabled=false"]}))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emodb), "--workdir", str(work),
+                           "--prepare", "audio.loudness=null"], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert proc.returncode != 0 and "made by another run" in proc.stderr, proc.stderr[-2000:]
