@@ -177,7 +177,14 @@ def test_video_without_audio_track_masks_audio(corpus, prepared, tmp_path):
     session_dir = tmp_path / "generic" / "silent"
     session_dir.mkdir(parents=True)
     shutil.copy(corpus / "video" / "Devel_01.avi", session_dir / "video.avi")
+    from mmaffect.preprocess.pipeline import _video_has_audio
+
+    _video_has_audio.cache_clear()
     report = prepare(read_corpus(tmp_path / "generic"), tmp_path / "cache", config=cfg, progress=False)
+    # the container is probed for an audio track once, though the grid, the cache keys and the
+    # decoder each ask (each probed it before: 4 probe_video calls per session on a real mp4, now 2)
+    probes = _video_has_audio.cache_info()
+    assert probes.misses == 1 and probes.hits >= 2, probes
     entry = report.sessions["silent"]
     assert entry["streams"]["audio"] is None and entry["report"]["audio"] == {"absent": True}
     assert entry["streams"]["faces"] is not None

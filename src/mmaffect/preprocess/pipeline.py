@@ -9,6 +9,7 @@ text-only session has no audio) are recorded as absent, and models mask them.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -162,11 +163,26 @@ def audio_source(session: Session) -> Path | None:
     if session.audio is None:
         return None
     if session.meta.get("audio_from_video"):
-        from mmaffect.preprocess.video import probe_video
+        path = Path(session.audio)
+        try:
+            st = path.stat()
+        except OSError:  # missing: probe_video raises a DataError that names the file
+            from mmaffect.preprocess.video import probe_video
 
-        if not probe_video(session.audio).has_audio:
+            probe_video(path)
+            raise
+        if not _video_has_audio(str(path), st.st_mtime_ns, st.st_size):
             return None
     return Path(session.audio)
+
+
+@functools.lru_cache(maxsize=256)
+def _video_has_audio(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether a video holds an audio track; memoised per file version (path, mtime, size), since
+    one session asks several times (grid, recording length, cache keys, decoding)."""
+    from mmaffect.preprocess.video import probe_video
+
+    return probe_video(path).has_audio
 
 
 # Bumped when the audio arrays of one configuration change: 2 = read by preprocess.stream.AudioFrames
