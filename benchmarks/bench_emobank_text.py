@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, path = item.partition("=")
         if not sep or not name or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
             raise SystemExit(f"--baseline-encoder {item!r}: expected NAME=PATH (NAME of letters, digits, . _ -)")
+        if name in dict(encoders):
+            raise SystemExit(f"--baseline-encoder {name}: the name is taken (MiniLM is the built-in baseline)")
         if not (Path(path) / "config.json").is_file():
             raise SystemExit(f"--baseline-encoder {name}: {path} is not a Hugging Face model folder (no config.json)")
         encoders.append((name, str(Path(path).resolve())))
