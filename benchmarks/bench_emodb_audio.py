@@ -37,7 +37,7 @@ Usage::
 
     nice -n 10 python benchmarks/bench_emodb_audio.py [--data DIR] [--workdir DIR] [--quick]
         [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2]
-        [--prepare audio.loudness=null ...] [--baseline-loudness -23] [key=value ...]
+        [--prepare audio.loudness=null ...] [--baseline-loudness -23] [--compare OTHER_WORKDIR] [key=value ...]
 
 Runs are resumable: a fold/model whose evaluation exists is reused, one with
 a ``last.pt`` but no evaluation is continued with ``mmaffect train - --resume``.
@@ -49,9 +49,15 @@ of 11), folds 08 and 10, one epoch of tiny networks (smoke run for tests; the
 figures mean nothing). ``--seeds 0 1 2`` trains every (model, fold) once per
 seed (seed 0 in ``runs/MODEL/fold-spkXX``, seed S in
 ``runs/MODEL/seed-S/fold-spkXX``): pooled CCC as mean ± std over seeds,
-per-fold CCC as the seed mean. Also printed: the runs whose test-utterance
-predictions are (near) constant, and a Wilcoxon signed-rank test across folds
-of the paper's network vs the SVR on arousal. CCC: population moments
+per-fold CCC as the seed mean. Also printed: per model the runs whose
+test-utterance predictions are (near) constant, the slow starts (train loss
+still ≥ 0.99 after epoch 1) and the runs whose best epoch is the last; a
+Wilcoxon signed-rank test across folds of each model vs the SVR; the per-fold
+table. ``--compare DIR`` adds a paired comparison with the same models in
+another work folder of this script (another recipe: e.g. ``--epochs 16
+optim.scheduler=warmup-cosine`` here against the recipe there), on the seeds and
+folds both have: pooled and per-fold CCC side by side, the per-fold
+differences and their Wilcoxon test. CCC: population moments
 (:func:`mmaffect.training.metrics.ccc`). The data are research-only: the work
 folder must stay outside the repository (default: a folder under /tmp).
 """
@@ -79,7 +85,6 @@ from _common import REPO, corpus_dir, fmt_time, hardware, run_cli, work_dir  # n
 
 RECIPES = REPO / "recipes" / "emodb"
 MODELS = ("audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019")
-PAPER_MODEL = "audio-tzirakis2018"
 MODEL_LABELS = {
     "audio-tzirakis2018": "audio-tzirakis2018, the paper's audio network (ours)",
     "audio-trigeorgis2016": "audio-trigeorgis2016, ablation (ours)",
@@ -239,20 +244,112 @@ def constant_folds(spread: dict[str, dict[str, list[float]]]) -> list[str]:
             if max(std) < CONSTANT_STD]
 
 
-def wilcoxon_vs_svr(ours: dict, svr: dict, folds: list[str], dim: str) -> dict:
-    """Two-sided Wilcoxon signed-rank test of per-fold CCC, ours vs the SVR (paired by test speaker)."""
+def wilcoxon_paired(a: list[float], b: list[float]) -> dict:
+    """Two-sided Wilcoxon signed-rank test of paired per-fold CCCs ``a`` vs ``b``, with the
+    differences' median and mean and how many folds are higher / lower."""
     from scipy.stats import wilcoxon
 
-    a = np.asarray([ours["folds"][f][dim] for f in folds])
-    b = np.asarray([svr["folds"][f][dim] for f in folds])
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = a - b
-    try:
+    if np.any(diff != 0):
         res = wilcoxon(a, b, alternative="two-sided")
         stat, p = float(res.statistic), float(res.pvalue)
-    except ValueError:  # all differences zero
+    else:  # every difference zero: nothing to test (scipy would warn and say p = 1 or raise)
         stat, p = float("nan"), float("nan")
-    return {"n": len(folds), "median_diff": float(np.median(diff)), "statistic": stat, "p": p,
-            "ours": a.tolist(), "svr": b.tolist()}
+    return {"n": len(a), "median_diff": float(np.median(diff)), "mean_diff": float(diff.mean()),
+            "higher": int((diff > 0).sum()), "lower": int((diff < 0).sum()), "statistic": stat, "p": p}
+
+
+def wilcoxon_vs_svr(ours: dict, svr: dict, folds: list[str], dim: str) -> dict:
+    """Two-sided Wilcoxon signed-rank test of per-fold CCC, ours vs the SVR (paired by test speaker)."""
+    a = [ours["folds"][f][dim] for f in folds]
+    b = [svr["folds"][f][dim] for f in folds]
+    return {**wilcoxon_paired(a, b), "ours": a, "svr": b}
+
+
+def wilcoxon_text(w: dict) -> str:
+    """``median difference +0.012, W = 3, p = 0.0234 (two-sided...)`` for a result of :func:`wilcoxon_paired`."""
+    if math.isnan(w["p"]):
+        return "no test, every difference is zero"
+    return (f"median difference {w['median_diff']:+.3f}, W = {w['statistic']:g}, p = {w['p']:.4f} (two-sided"
+            + ("; 8 folds: smallest possible p = 0.0078)" if w["n"] == 8 else ")"))
+
+
+SLOW_START_LOSS = 0.99  # a run whose train loss after its first epoch is still >= this started slowly
+
+
+def seed_summaries(s: dict) -> dict[int, dict]:
+    """Seed -> that seed's summary (pooled CCC and per-fold CCC) of a model's entry in results.json."""
+    seeds = [int(x) for x in s.get("seeds", [0])]
+    return dict(zip(seeds, s["per_seed"] if "per_seed" in s else [s]))
+
+
+def compare_runs(this: dict, other: dict, folds: list[str]) -> dict:
+    """Paired comparison of one model's results in two work folders (e.g. two recipes) on the seeds
+    and ``folds`` they share: per run its pooled CCC (mean ± std over the common seeds) and per-fold
+    CCC (the seed mean); per dimension the per-fold differences this − other with a Wilcoxon test.
+    Pairing by seed and fold: the same seed gives the same initial weights in both runs."""
+    a, b = seed_summaries(this), seed_summaries(other)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise SystemExit(f"--compare: no seed in common (this run: {sorted(a)}, the other: {sorted(b)})")
+    out: dict = {"seeds": seeds, "folds": folds}
+    for name, side in (("this", a), ("other", b)):
+        runs: dict = {}
+        for dim in DIMS:
+            pooled = np.asarray([side[s][dim]["pooled"] for s in seeds])
+            per_fold = {f: float(np.mean([side[s]["folds"][f][dim] for s in seeds])) for f in folds}
+            vals = np.asarray(list(per_fold.values()))
+            runs[dim] = {"pooled": float(pooled.mean()),
+                         "pooled_seed_std": float(pooled.std(ddof=1)) if len(seeds) > 1 else float("nan"),
+                         "fold_mean": float(vals.mean()),
+                         "fold_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan"), "folds": per_fold}
+        out[name] = runs
+    for dim in DIMS:
+        w = wilcoxon_paired([out["this"][dim]["folds"][f] for f in folds], [out["other"][dim]["folds"][f] for f in folds])
+        out[dim] = {**w, "pooled_diff": out["this"][dim]["pooled"] - out["other"][dim]["pooled"]}
+    return out
+
+
+def fold_table(rows: list[tuple[str, dict]], folds: list[str]) -> list[str]:
+    """Markdown table of per-fold CCC, ``arousal / valence`` per test speaker, one row per (label, summary)."""
+    lines = ["| test speaker (arousal / valence) | " + " | ".join(folds) + " |", "|---|" + "---|" * len(folds)]
+    for label, s in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{s['folds'][f]['arousal']:.3f} / {s['folds'][f]['valence']:.3f}"
+                                                 for f in folds) + " |")
+    return lines
+
+
+def comparison_lines(model: str, cmp: dict, this_label: str, other_label: str) -> list[str]:
+    """The printed part of ``--compare``: a pooled table, a per-fold table and the paired tests."""
+    seeds = cmp["seeds"]
+    multi = len(seeds) > 1
+
+    def pooled(r: dict) -> str:
+        return f"{r['pooled']:.3f}" + (f" ± {r['pooled_seed_std']:.3f}" if multi else "")
+
+    lines = [f"Paired comparison, {model}, seed{'s' if multi else ''} {', '.join(map(str, seeds))}, "
+             f"{len(cmp['folds'])} folds (per-fold figures: the seed mean):", "",
+             f"| {model} | arousal pooled | arousal per fold | valence pooled | valence per fold |",
+             "|---|---:|---:|---:|---:|"]
+    for label, key in ((this_label, "this"), (other_label, "other")):
+        r = cmp[key]
+        lines.append(f"| {label} | {pooled(r['arousal'])} | {r['arousal']['fold_mean']:.3f} ± "
+                     f"{r['arousal']['fold_std']:.3f} | {pooled(r['valence'])} | {r['valence']['fold_mean']:.3f} ± "
+                     f"{r['valence']['fold_std']:.3f} |")
+    lines.append("")
+
+    def by_fold(key: str) -> dict:
+        return {"folds": {f: {d: cmp[key][d]["folds"][f] for d in DIMS} for f in cmp["folds"]}}
+
+    lines += fold_table([(this_label, by_fold("this")), (other_label, by_fold("other"))], cmp["folds"])
+    lines.append("")
+    for dim in DIMS:
+        c = cmp[dim]
+        lines.append(f"* {dim}, first − second: pooled {c['pooled_diff']:+.3f}; per fold mean {c['mean_diff']:+.3f}, "
+                     f"higher on {c['higher']} and lower on {c['lower']} of {c['n']} folds; Wilcoxon signed-rank "
+                     f"across folds: {wilcoxon_text(c)}.")
+    return lines
 
 
 # ----------------------------------------------------------------------------- baseline (own process)
@@ -394,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare", action="append", default=[], metavar="KEY=VALUE",
                    help="extra `mmaffect prepare` override, repeatable (e.g. audio.loudness=null); a work "
                         "folder is tied to them")
+    p.add_argument("--compare", metavar="DIR",
+                   help="another work folder of this script (e.g. another recipe): after the table, a paired "
+                        "comparison of every model in both, on the seeds and folds they share (per-fold "
+                        "differences, Wilcoxon signed-rank test)")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
     p.add_argument("--baseline-child", nargs=5, metavar=("CORPUS", "SRC", "FOLDS", "NPZ", "JSON"),
                    help=argparse.SUPPRESS)
@@ -403,7 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         corpus, src, folds_json, npz, out = map(Path, args.baseline_child)
         run_baseline(corpus, src, folds_json, npz, out, args.baseline_loudness)
         return 0
-
+    other = None
+    if args.compare:
+        other_json = Path(args.compare) / "results.json"
+        if not other_json.is_file():
+            raise SystemExit(f"--compare {args.compare}: no results.json there (run this script there first)")
+        other = json.loads(other_json.read_text())
 
     wall0 = time.perf_counter()
     src = corpus_dir(args.data, "emodb", "EmoDB")
@@ -484,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     test_utts = {f["test"]: [u for u in utts if u["speaker"] == f["test"]] for f in folds}
     rows, summary = [], {}
     for model in args.models:
-        per_seed, train_s, best_epochs, n_epochs, spread = [], 0.0, [], [], {}
+        per_seed, train_s, best_epochs, n_epochs, spread, slow = [], 0.0, [], [], {}, []
         for seed in seeds:
             per_fold = {}
             for fold in folds:
@@ -497,11 +603,13 @@ def main(argv: list[str] | None = None) -> int:
                 train_s += sum(float(r["seconds"]) for r in history)
                 best_epochs.append(int(max(history, key=lambda r: float(r["dev_mean"]))["epoch"]))
                 n_epochs.append(len(history))
+                if float(history[0]["train_loss"]) >= SLOW_START_LOSS:
+                    slow.append(f"seed {seed} fold {fold['test']} ({float(history[0]['train_loss']):.3f})")
             per_seed.append(summarize(per_fold))
         s = combine_seeds(per_seed, seeds)
         s.update({"train_s": train_s, "best_epochs": best_epochs, "epochs": n_epochs,
                   "config": str((RECIPES / f"{model}.yaml").relative_to(REPO)), "pred_std": spread,
-                  "constant_folds": constant_folds(spread)})
+                  "constant_folds": constant_folds(spread), "slow_starts": slow})
         summary[model] = s
         rows.append((MODEL_LABELS[model], s))
     base = None
@@ -577,18 +685,24 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{model}: best epochs {s['best_epochs']} of {s['epochs']} (per "
                      + ("seed and " if len(seeds) > 1 else "") + f"fold; {s['config']}).")
     for model in args.models:
-        const = summary[model]["constant_folds"]
+        s = summary[model]
+        const, slow = s["constant_folds"], s["slow_starts"]
         n_runs = len(seeds) * len(folds)
+        last = sum(b == n for b, n in zip(s["best_epochs"], s["epochs"]))
         lines.append(f"{model}: runs at a constant output (std of its test-utterance predictions < "
                      f"{CONSTANT_STD} on arousal and on valence): {len(const)} of {n_runs}"
-                     + (f" ({', '.join(const)})" if const else "") + ".")
-    if base is not None and PAPER_MODEL in summary:
-        w = wilcoxon_vs_svr(summary[PAPER_MODEL], summary["svr"], [f["test"] for f in folds], "arousal")
-        summary[PAPER_MODEL]["wilcoxon_vs_svr_arousal"] = w
-        lines.append(f"Wilcoxon signed-rank test across the {w['n']} folds, {PAPER_MODEL} vs the SVR, arousal "
-                     f"per-fold CCC" + (" (seed means)" if len(seeds) > 1 else "") + ": median difference "
-                     f"{w['median_diff']:+.3f}, W = {w['statistic']:g}, p = {w['p']:.4f} (two-sided"
-                     + ("; 8 folds: smallest possible p = 0.0078)" if w["n"] == 8 else ")") + ".")
+                     + (f" ({', '.join(const)})" if const else "")
+                     + f"; runs with train loss ≥ {SLOW_START_LOSS} after epoch 1 (slow starts): {len(slow)} of "
+                     f"{n_runs}" + (f" ({', '.join(slow)})" if slow else "")
+                     + f"; runs whose best epoch is the last: {last} of {n_runs}.")
+    if base is not None:
+        for model in args.models:
+            for dim in DIMS:
+                w = wilcoxon_vs_svr(summary[model], summary["svr"], [f["test"] for f in folds], dim)
+                summary[model][f"wilcoxon_vs_svr_{dim}"] = w
+                lines.append(f"Wilcoxon signed-rank test across the {w['n']} folds, {model} vs the SVR, {dim} "
+                             f"per-fold CCC" + (" (seed means)" if len(seeds) > 1 else "")
+                             + f": higher on {w['higher']} of {w['n']} folds, {wilcoxon_text(w)}.")
     lines.append("ours: train time = sum over the folds of the epoch times in log.csv (training + devel scoring), "
                  f"{args.jobs} fold runs in parallel processes of {args.threads} torch thread(s).")
     if base is not None:
@@ -603,6 +717,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{base['models']['ridge']['fit_s']:.0f} s, SVR {base['models']['svr']['fit_s']:.0f} s); chosen "
             f"ridge {params_txt('ridge', ['alpha'])}; SVR {params_txt('svr', ['C', 'gamma'])} (inner CV grouped "
             f"by speaker on the {len(speakers) - 1} training speakers of each fold, scored by CCC).")
+    lines += ["", "Per-fold CCC" + (" (ours: per seed and the seed mean)" if len(seeds) > 1 else "") + ":", ""]
+    fold_rows: list[tuple[str, dict]] = []
+    for model in args.models:
+        if len(seeds) > 1:
+            fold_rows += [(f"{model}, seed {seed}", s) for seed, s in seed_summaries(summary[model]).items()]
+        fold_rows.append((model + (", seed mean" if len(seeds) > 1 else ""), summary[model]))
+    fold_rows += [(name, summary[name]) for name in ("ridge", "svr") if name in summary]
+    lines += fold_table(fold_rows, [f["test"] for f in folds])
+    compared: dict = {}
+    if other is not None:
+        other_folds = {f["test"] for f in other["folds"]}
+        common = [f["test"] for f in folds if f["test"] in other_folds]
+        this_label = "this run: " + (" ".join(extra) or "the recipe")
+        other_label = f"{args.compare}: " + (" ".join(other.get("overrides", [])) or "the recipe")
+        for model in args.models:
+            if model not in other["summary"]:
+                lines += ["", f"--compare: {args.compare} has no {model} runs."]
+                continue
+            compared[model] = compare_runs(summary[model], other["summary"][model], common)
+            lines += ["", *comparison_lines(model, compared[model], this_label, other_label)]
+    lines.append("")
     lines.append(f"hardware: {hardware()}; load average at the end {os.getloadavg()[0]:.1f}.")
     total = time.perf_counter() - wall0
     lines.append("wall time: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in parts.items())
@@ -621,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd += "".join(f" --prepare {o}" for o in args.prepare)
     if args.baseline_loudness is not None:
         cmd += f" --baseline-loudness {args.baseline_loudness:g}"
+    if args.compare:
+        cmd += f" --compare {args.compare}"
     cmd += "".join(f" {o}" for o in args.overrides)
     lines.append(f"command: {cmd}")
     table = "\n".join(lines)
@@ -630,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(work / "results.json", json.dumps({
         "mode": mode, "folds": folds, "summary": summary, "goals": goals, "parts_s": parts, "total_s": total,
         "jobs": args.jobs, "threads": args.threads, "overrides": extra, "seeds": seeds, "hardware": hardware(),
-        "finite": finite}, indent=1))
+        "finite": finite, "compare": {"dir": args.compare, "models": compared} if other is not None else None},
+        indent=1))
     return 0
 
 

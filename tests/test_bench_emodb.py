@@ -51,10 +51,78 @@ def emodb() -> Path:
     return root / "emodb"
 
 
+def _tables(out: str) -> list[list[list[str]]]:
+    """Every Markdown table of the output, as rows of cells (header and rule lines dropped)."""
+    tables, current = [], None
+    for line in out.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                tables.append(current)
+            elif not line.startswith("|---"):
+                current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        else:
+            current = None
+    return tables
+
+
 def _rows(out: str) -> list[list[str]]:
-    lines = [line for line in out.splitlines()
-             if line.startswith("| ") and "CCC" not in line and "goal" not in line]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    """The main table's rows of models (the goal row dropped)."""
+    return [r for r in _tables(out)[0] if "goal" not in r[0]]
+
+
+def _summary(pooled: dict[int, tuple[float, float]], folds: dict[int, dict[str, tuple[float, float]]]) -> dict:
+    """A model's entry of results.json with the given per-seed pooled and per-fold (arousal, valence) CCCs."""
+    per_seed = [{"arousal": {"pooled": pooled[s][0]}, "valence": {"pooled": pooled[s][1]},
+                 "folds": {f: {"arousal": a, "valence": v} for f, (a, v) in folds[s].items()}} for s in sorted(pooled)]
+    return {"seeds": sorted(pooled), "per_seed": per_seed} if len(per_seed) > 1 else {**per_seed[0], "seeds": [0]}
+
+
+def test_compare_pairs_runs_by_seed_and_fold() -> None:
+    mod = _bench_module()
+    folds = ["08", "10", "11"]
+    this = _summary({0: (0.7, 0.4), 1: (0.6, 0.2), 2: (0.9, 0.9)},
+                    {0: {"08": (0.7, 0.5), "10": (0.8, 0.3), "11": (0.6, 0.1)},
+                     1: {"08": (0.5, 0.3), "10": (0.6, 0.1), "11": (0.4, 0.3)},
+                     2: {"08": (0.9, 0.9), "10": (0.9, 0.9), "11": (0.9, 0.9)}})
+    other = _summary({0: (0.5, 0.3), 1: (0.5, 0.1)},  # seed 2 missing: compared on seeds 0 and 1 only
+                     {0: {"08": (0.4, 0.5), "10": (0.6, 0.2), "11": (0.5, 0.2)},
+                      1: {"08": (0.4, 0.1), "10": (0.5, 0.2), "11": (0.3, 0.2)}})
+    cmp = mod.compare_runs(this, other, folds)
+    assert cmp["seeds"] == [0, 1]
+    assert cmp["this"]["arousal"]["pooled"] == pytest.approx(0.65)
+    assert cmp["this"]["arousal"]["pooled_seed_std"] == pytest.approx(np.std([0.7, 0.6], ddof=1))
+    assert cmp["this"]["arousal"]["folds"] == pytest.approx({"08": 0.6, "10": 0.7, "11": 0.5})
+    assert cmp["other"]["arousal"]["folds"] == pytest.approx({"08": 0.4, "10": 0.55, "11": 0.4})
+    assert cmp["arousal"]["mean_diff"] == pytest.approx(np.mean([0.2, 0.15, 0.1]))
+    assert cmp["arousal"]["higher"] == 3 and cmp["arousal"]["lower"] == 0
+    assert cmp["arousal"]["pooled_diff"] == pytest.approx(0.15)
+    # valence per fold: this 0.4, 0.2, 0.2; other 0.3, 0.2, 0.2 -> one higher, two ties
+    assert (cmp["valence"]["higher"], cmp["valence"]["lower"]) == (1, 0)
+    lines = mod.comparison_lines("audio-li2019", cmp, "long", "short")
+    text = "\n".join(lines)
+    assert "seeds 0, 1, 3 folds" in text and "higher on 3 and lower on 0 of 3 folds" in text
+    tables = _tables(text)
+    assert [r[0] for r in tables[0]] == ["long", "short"] and tables[0][0][1] == "0.650 ± 0.071"
+    assert tables[1][0] == ["long", "0.600 / 0.400", "0.700 / 0.200", "0.500 / 0.200"]
+    with pytest.raises(SystemExit, match="no seed in common"):
+        mod.compare_runs(this, _summary({0: (0.1, 0.1)}, {0: {f: (0.1, 0.1) for f in folds}}) | {"seeds": [5]},
+                         folds)
+
+
+def test_wilcoxon_paired_matches_scipy_and_counts_folds() -> None:
+    from scipy.stats import wilcoxon
+
+    mod = _bench_module()
+    a = [0.8, 0.7, 0.9, 0.6, 0.75, 0.85, 0.65, 0.5]
+    b = [0.7, 0.75, 0.6, 0.5, 0.7, 0.6, 0.6, 0.45]
+    w = mod.wilcoxon_paired(a, b)
+    ref = wilcoxon(a, b)
+    assert w["statistic"] == pytest.approx(ref.statistic) and w["p"] == pytest.approx(ref.pvalue)
+    assert (w["higher"], w["lower"], w["n"]) == (7, 1, 8)
+    assert w["median_diff"] == pytest.approx(np.median(np.subtract(a, b)))
+    same = mod.wilcoxon_paired(a, a)  # every difference zero: no test, not an error
+    assert math.isnan(same["p"]) and same["higher"] == same["lower"] == 0
 
 
 @pytest.mark.shared_data
@@ -86,11 +154,18 @@ def test_quick_benchmark_prints_table(emodb: Path, tmp_path: Path) -> None:
     assert (run / "best.pt").is_file() and (run / "eval" / "predictions-best" / "spk08").is_dir()
     assert (work / "corpus" / "adapter.json").is_file()  # the research data stay in the work folder
 
-    # a second invocation reuses every finished run and prints the same figures
-    again = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+    assert "Per-fold CCC" in out and [r[0] for r in _tables(out)[1]] == [
+        "audio-tzirakis2018", "audio-trigeorgis2016", "audio-li2019", "ridge", "svr"]
+
+    # a second invocation reuses every finished run and prints the same figures; compared with
+    # itself (--compare), every paired difference is zero
+    again = subprocess.run([*cmd, "--compare", str(work)], capture_output=True, text=True, check=False, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "training ->" not in again.stderr
     assert [r[1:5] for r in _rows(again.stdout)] == [r[1:5] for r in rows]
+    assert again.stdout.count("Paired comparison") == 3
+    assert "pooled +0.000; per fold mean +0.000, higher on 0 and lower on 0 of 2 folds" in again.stdout
+    assert json.loads((work / "results.json").read_text())["compare"]["dir"] == str(work)
 
 
 def test_refuses_workdir_inside_repository(emodb: Path) -> None:
