@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -192,3 +193,26 @@ def test_video_without_audio_track_masks_audio(corpus, prepared, tmp_path):
     s = Cache(tmp_path / "cache").sessions()[0]
     item = SessionWindows([s], window=None, require_labels=False, modalities=("audio", "visual"))[0]
     assert not item["audio_mask"].any() and item["face_mask"].any()
+
+
+def test_audio_source_of_a_vanished_or_rewritten_video(corpus, tmp_path):
+    # the probe is memoised per file version: a video rewritten in place is probed again, and one
+    # that vanished after the corpus was read raises the reader's error naming the file
+    from mmaffect.errors import DataError
+    from mmaffect.preprocess.pipeline import _video_has_audio, audio_source
+
+    session_dir = tmp_path / "generic" / "clip"
+    session_dir.mkdir(parents=True)
+    video = session_dir / "video.avi"
+    shutil.copy(corpus / "video" / "Devel_01.avi", video)
+    session = read_corpus(tmp_path / "generic")[0]
+    _video_has_audio.cache_clear()
+    assert audio_source(session) is None and audio_source(session) is None
+    assert _video_has_audio.cache_info().misses == 1
+    shutil.copy(corpus / "video" / "Train_01.avi", video)
+    os.utime(video, ns=(1, 1))  # a new version even where the copy keeps size and mtime resolution
+    assert audio_source(session) is None
+    assert _video_has_audio.cache_info().misses == 2
+    video.unlink()
+    with pytest.raises(DataError, match="video.avi"):
+        audio_source(session)

@@ -162,18 +162,19 @@ def audio_source(session: Session) -> Path | None:
     """
     if session.audio is None:
         return None
-    if session.meta.get("audio_from_video"):
-        path = Path(session.audio)
-        try:
-            st = path.stat()
-        except OSError:  # missing: probe_video raises a DataError that names the file
-            from mmaffect.preprocess.video import probe_video
-
-            probe_video(path)
-            raise
-        if not _video_has_audio(str(path), st.st_mtime_ns, st.st_size):
-            return None
+    if session.meta.get("audio_from_video") and not _video_has_audio(*_file_version(Path(session.audio))):
+        return None
     return Path(session.audio)
+
+
+def _file_version(path: Path) -> tuple[str, int, int]:
+    """``(path, mtime_ns, size)``, a memo key that changes when the file does; ``(path, -1, -1)``
+    for a file that cannot be stat'ed, whose probe then raises the reader's error naming it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path), -1, -1
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 @functools.lru_cache(maxsize=256)
