@@ -216,3 +216,16 @@ def test_audio_source_of_a_vanished_or_rewritten_video(corpus, tmp_path):
     video.unlink()
     with pytest.raises(DataError, match="video.avi"):
         audio_source(session)
+
+
+def test_train_refuses_word_vectors_of_another_size(prepared, tmp_path, capsys):
+    # a cache prepared with another embedder than the model's embed_dim: one line that names the
+    # cache and the fix, before any training (not a shape error mid-batch)
+    cache_dir, _, _ = prepared
+    args = ["train", "synthetic/text", f"data.cache={cache_dir}", "data.train_partitions=[train]",
+            "data.devel_partitions=[devel]", "optim.epochs=1", "log.plot=false", "--out", str(tmp_path / "run"),
+            "--quiet"]
+    rc = cli_main(args)
+    err = capsys.readouterr().err
+    assert rc != 0 and f"model_options.embed_dim={DIM}" in err and str(cache_dir) in err, err
+    assert "Traceback" not in err and not (tmp_path / "run" / "last.pt").exists()

@@ -29,6 +29,14 @@ def _label_columns(names: Sequence[str]) -> list[int]:
     return [list(names).index(d) for d in DIMENSIONS]
 
 
+def word_vector_dim(sessions: Sequence[CachedSession]) -> int | None:
+    """Size of the word vectors in the first session with a text stream (``None``: no text)."""
+    for s in sessions:
+        if s.has("text"):
+            return int(read_stream(s.streams["text"], keys=["word_vectors"])["word_vectors"].shape[1])
+    return None
+
+
 class SessionWindows(Dataset):
     """Windows (``window`` frames) or whole recordings of cached sessions.
 
@@ -75,10 +83,10 @@ class SessionWindows(Dataset):
     def _find_embed_dim(self) -> int:
         if "text" not in self.modalities:
             return 0
-        for s in self.sessions:
-            if s.has("text"):
-                return int(read_stream(s.streams["text"], keys=["word_vectors"])["word_vectors"].shape[1])
-        raise ValueError("no session has a text stream; pass embed_dim or drop the text modality")
+        dim = word_vector_dim(self.sessions)
+        if dim is None:
+            raise ValueError("no session has a text stream; pass embed_dim or drop the text modality")
+        return dim
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's window starts (deterministic in ``seed`` and ``epoch``)."""

@@ -64,7 +64,7 @@ from mmaffect.checkpoints import (
 )
 from mmaffect.config import apply_overrides, builtin_config, dump_config, merge
 from mmaffect.data.cache import Cache
-from mmaffect.data.dataset import SessionWindows, collate
+from mmaffect.data.dataset import SessionWindows, collate, word_vector_dim
 from mmaffect.errors import ConfigError
 from mmaffect.training.augment_faces import FaceAugment, face_augment_from_config
 from mmaffect.training.distributed import (
@@ -572,6 +572,13 @@ class _TrainData:
         if not train_sessions or not dev_sessions:
             raise ConfigError(f"{cache.root}: no sessions in partitions {data['train_partitions']} (train) "
                               f"or {data['devel_partitions']} (devel)")
+        found = word_vector_dim(train_sessions) if embed_dim is not None else None
+        if found is not None and found != int(embed_dim):
+            # otherwise the first text layer fails mid-batch with a bare shape error
+            raise ConfigError(
+                f"{cache.root}: its word vectors have {found} dimensions (text.embedder "
+                f"{(prepare_config.get('text') or {}).get('embedder')!r}), the model expects "
+                f"model_options.embed_dim={embed_dim}; train with model_options.embed_dim={found}")
         seed = int(cfg["seed"])
         train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
                                   embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config), **ds_opts)
