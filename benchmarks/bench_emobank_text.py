@@ -29,7 +29,11 @@ One script, one split, both models (issue #6, item 2):
    encoder (a local Hugging Face folder, e.g. a sentence-transformers model
    such as all-mpnet-base-v2; same pooling and normalisation), to see how
    much a stronger encoder gives; ``--baselines-only`` scores the baselines
-   alone (no word vectors, no training).
+   alone (no word vectors, no training). ``--prepare KEY=VALUE`` passes an
+   override to ``mmaffect prepare`` (a work folder is tied to them), e.g.
+   ``--prepare text.embedder=hf:/path/to/all-mpnet-base-v2`` to train ours on
+   another encoder's word vectors; the model's ``model_options.embed_dim`` is
+   set to their size unless given.
 4. One Markdown table: model, valence CCC, arousal CCC, train time, on the
    dev sentences (1,000 with the full data), with the goals of issue #6
    (valence ≥ 0.65, arousal ≥ 0.45).
@@ -37,7 +41,8 @@ One script, one split, both models (issue #6, item 2):
 Usage::
 
     nice -n 10 python benchmarks/bench_emobank_text.py [--data DIR] [--workdir DIR] [--quick]
-        [--config recipes/emobank/text.yaml] [key=value ...]   # extra overrides for `mmaffect train`
+        [--config recipes/emobank/text.yaml] [--prepare text.embedder=hf:DIR] [key=value ...]
+        # key=value: extra overrides for `mmaffect train`
     nice -n 10 python benchmarks/bench_emobank_text.py --baselines-only --baseline-encoder mpnet=DIR
 
 ``--quick``: 160 training and 60 dev sentences, one epoch of a narrow network
@@ -258,6 +263,37 @@ def print_baselines(bases: dict[str, dict], encoders: list[tuple[str, str | None
 # ----------------------------------------------------------------------------- main
 
 
+def embedder_label(prepare_overrides: list[str]) -> str:
+    """The word-vector encoder a work folder's ``prepare`` used: the last ``text.embedder=`` override
+    (a ``hf:`` folder by its name), else the default MiniLM.
+
+    >>> embedder_label(["text.delay=0", "text.embedder=hf:/tmp/encoders/all-mpnet-base-v2"])
+    'all-mpnet-base-v2'
+    >>> embedder_label(["text.delay=0"])
+    'MiniLM'
+    """
+    spec = "minilm"
+    for o in prepare_overrides:
+        key, _, value = o.partition("=")
+        if key == "text.embedder":
+            spec = value
+    if spec == "minilm":
+        return "MiniLM"
+    kind, _, where = spec.partition(":")
+    return Path(where).name if kind == "hf" else spec
+
+
+def cache_word_dim(cache: Path) -> int:
+    """Size of the word vectors in a prepared cache (the text network's ``embed_dim``)."""
+    from mmaffect.data.cache import Cache
+    from mmaffect.data.dataset import word_vector_dim
+
+    dim = word_vector_dim(Cache(cache).sessions())
+    if dim is None:
+        raise SystemExit(f"{cache}: no session has word vectors")
+    return dim
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="EmoBank folder or CSV (default: the shared data's emobank/)")
@@ -273,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                         "folder); repeatable")
     p.add_argument("--baselines-only", action="store_true",
                    help="score the ridge baselines only (no word vectors, no training of ours)")
+    p.add_argument("--prepare", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra `mmaffect prepare` override, repeatable (e.g. text.embedder=hf:DIR: ours on that "
+                        "encoder's word vectors); a work folder is tied to them")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for `mmaffect train`")
     p.add_argument("--baseline-child", nargs=2, metavar=("CORPUS", "JSON"), help=argparse.SUPPRESS)
     p.add_argument("--encoder", help=argparse.SUPPRESS)
@@ -300,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{src}: not found")
     mode = "quick" if args.quick else "full"
     default = Path(tempfile.gettempdir()) / ("mmaffect-bench-emobank" + ("-quick" if args.quick else ""))
-    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src.resolve()), "adapt": ADAPT_OPTIONS, "prepare": PREPARE_OVERRIDES})
+    prepare_overrides = [*PREPARE_OVERRIDES, *args.prepare]
+    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src.resolve()), "adapt": ADAPT_OPTIONS,
+                                                 "prepare": prepare_overrides})
     log = work / "bench.log"
     corpus, cache = work / "corpus", work / "cache"
 
@@ -317,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.baselines_only:
         print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
         prepare_out, prepare_s = run_cli(["prepare", str(corpus), "--out", str(cache), "--quiet",
-                                          *PREPARE_OVERRIDES], log=log)
+                                          *prepare_overrides], log=log)
 
     # 2. baselines, each in its own process
     bases: dict[str, dict] = {}
@@ -343,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run = work / "runs" / f"text-paper-{time.strftime('%Y%m%d-%H%M%S')}"
         overrides = [f"data.cache={cache}", *(QUICK_OVERRIDES if args.quick else []), *args.overrides]
+        if not any(o.startswith("model_options.embed_dim=") for o in overrides):
+            overrides.append(f"model_options.embed_dim={cache_word_dim(cache)}")
         print(f"training text-paper -> {run}", file=sys.stderr)
         _, train_s = run_cli(["train", args.config, *overrides, "--out", str(run), "--quiet"], log=log)
     _, eval_s = run_cli(["evaluate", str(run), "--partition", "devel"], log=log)
@@ -358,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         return "met" if value >= GOALS[name] else "not met"
 
     rows = [
-        ("text-paper + LSTM head (ours), MiniLM word vectors", ours["valence"], ours["arousal"], train_s),
+        (f"text-paper + LSTM head (ours), {embedder_label(prepare_overrides)} word vectors", ours["valence"],
+         ours["arousal"], train_s),
         *((f"{name} sentence embedding + ridge (baseline)", b["valence"], b["arousal"], b["train_s"])
           for name, b in bases.items()),
     ]
@@ -390,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         f"total wall time {fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
         "command: nice -n 10 python benchmarks/bench_emobank_text.py"
         + (" --quick" if args.quick else "") + (f" --run {run}" if args.run else "")
+        + "".join(f" --prepare {o}" for o in args.prepare)
         + "".join(f" --baseline-encoder {n}={p}" for n, p in encoders if p)
         + "".join(f" {o}" for o in args.overrides),
     ]

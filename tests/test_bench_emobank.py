@@ -83,3 +83,22 @@ def test_baselines_only_scores_each_encoder(emobank: Path, tmp_path: Path) -> No
                           "--baselines-only", "--baseline-encoder", f"x={tmp_path}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "not a Hugging Face model folder" in bad.stderr
+
+
+def test_ours_on_another_encoders_word_vectors(emobank: Path, tmp_path: Path) -> None:
+    """--prepare text.embedder=hf:DIR: ours trains on that encoder's word vectors, its embed_dim set
+    to their size (16 for this tiny BERT; the recipe says 384), and the row names the encoder."""
+    import yaml
+    from test_text import _tiny_bert
+
+    folder = _tiny_bert(tmp_path / "tiny-bert")
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work),
+                           "--prepare", f"text.embedder=hf:{folder}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "CCC" not in line
+            and "goal" not in line]
+    assert "(ours), tiny-bert word vectors" in rows[0], proc.stdout
+    assert f"--prepare text.embedder=hf:{folder}" in proc.stdout
+    run = next((work / "runs").iterdir())
+    assert yaml.safe_load((run / "config.yaml").read_text())["model_options"]["embed_dim"] == 16
