@@ -270,3 +270,25 @@ def test_shipped_models_say_research_use_only(media: dict[str, Path], tmp_path: 
                  "--no-figures", "--quiet"]) == 0
     assert "Research use only" not in capsys.readouterr().out
     assert "terms" not in json.loads((tmp_path / "own" / "report.json").read_text())
+
+
+def test_overlay_panel_leaves_gaps_where_values_are_empty() -> None:
+    # frames without any input have NaN arousal/valence: no trace is drawn there, and the
+    # values shown read "-"
+    from mmaffect.inference.overlay import _Canvas
+
+    t = np.arange(40) / 10
+    values = np.where((t >= 1.5) & (t < 2.5), np.nan, 0.5)
+    frame = pd.DataFrame({"time": t, "arousal": values, "valence": -values})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NaN cast to a pixel row (undefined; numpy warns)
+        canvas = _Canvas.for_video(frame, 200, 100, 60)
+    panel = canvas.panel
+    drawn = (panel != 255).any(axis=2) & ~(panel == 200).all(axis=2)  # trace pixels, not the grey axis
+    gap = (canvas.xs[14] + 2, canvas.xs[25] - 2)  # between the last value before and the first after
+    assert drawn[:, : canvas.xs[14]].any() and drawn[:, canvas.xs[26]:].any()
+    assert not drawn[:, gap[0]: gap[1]].any()
+    img = canvas.draw(np.zeros((100, 200, 3), np.uint8), 2.0)  # the cursor in the gap
+    assert img.shape == (canvas.height, canvas.width, 3)

@@ -8,6 +8,8 @@ here, and the shipped pretrained ones (small).
 
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 
@@ -65,8 +67,23 @@ def test_audio_file_alone_for_audio_and_multimodal_models(predict_media: dict[st
     assert main(["predict", str(wav), "--checkpoint", str(models["fusion"]), "--out", str(out), "--quiet"]) == 0
     frame = pd.read_csv(out / "predictions.csv")
     assert len(frame) == 80 and not frame["face"].any() and not frame["words"].any()  # masked, not zeros
-    assert np.isfinite(frame[["arousal", "valence"]].to_numpy()).all()
-    assert (out / "traces.png").stat().st_size > 1000
+    # values where speech was heard and up to 2 s after it; empty before the first speech and in
+    # longer pauses (the network's output on nothing is not a rating)
+    from mmaffect.inference.predictor import frames_without_input
+
+    empty = frames_without_input(frame["audio"].to_numpy().astype(bool), 20)
+    values = frame[["arousal", "valence"]].to_numpy()
+    assert 0 < empty.sum() < 40 and np.isnan(values[empty]).all() and np.isfinite(values[~empty]).all()
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames_without_input"] == int(empty.sum()) and report["max_gap_seconds"] == 2.0
+    assert (out / "traces.png").stat().st_size > 1000  # drawn with the gaps
+    unlimited = tmp_path / "fusion-no-limit"  # --max-gap none: only the frames before the first speech stay empty
+    assert main(["predict", str(wav), "--checkpoint", str(models["fusion"]), "--out", str(unlimited), "--quiet",
+                 "--max-gap", "none", "--no-figures"]) == 0
+    kept = pd.read_csv(unlimited / "predictions.csv")[["arousal", "valence"]].to_numpy()
+    first = int(np.argmax(frame["audio"].to_numpy()))
+    assert np.isnan(kept[:first]).all() and np.isfinite(kept[first:]).all()
+    np.testing.assert_allclose(kept[~empty], values[~empty], atol=1e-6)  # the same outputs where both have one
 
 
 def test_folder_of_audio_files(predict_media: dict[str, Path], models: dict[str, Path], tmp_path: Path,

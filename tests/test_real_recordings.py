@@ -57,8 +57,12 @@ def test_neutral_then_smiling_webcam_face_with_the_default_model() -> None:
 
 @needs_clip
 def test_silent_track_is_masked_for_an_audio_model() -> None:
-    frame = mmaffect.load("pretrained:emodb-audio", device="cpu").predict(CLIP)
-    assert not frame["audio"].any()
+    # nothing heard: no frame is fed as speech, and no arousal or valence is claimed for silence
+    pred = mmaffect.load("pretrained:emodb-audio", device="cpu").predict_full(CLIP)
+    assert not pred.frame["audio"].any()
+    assert pred.frame[["arousal", "valence"]].isna().all().all()
+    assert pred.report["frames_without_input"] == len(pred.frame)
+    assert "heard, saw and read nothing" in pred.report["warning"]
 
 
 @needs_emodb

@@ -11,6 +11,7 @@ from typing import Any
 
 from mmaffect.checkpoints import ENV_CHECKPOINT, default_checkpoint
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.inference import DEFAULT_MAX_GAP
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma")
@@ -21,6 +22,18 @@ def _float_list(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}") from None
+
+
+def _max_gap(text: str) -> float | None:
+    if text.strip().lower() in ("none", "inf"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 or 'none', got {text!r}")
+    return value
 
 
 COMPANIONS = {  # option → suffixes of ``<folder>/<video stem><suffix>``
@@ -261,7 +274,7 @@ def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Pat
         side = job.sides
         pred = predictor.predict_full(job.video, audio=job.audio or side.get("audio"),
                                       transcript=side.get("transcript"), turns=side.get("turns"),
-                                      chunk_seconds=args.chunk_seconds, vad_db=args.vad_db,
+                                      chunk_seconds=args.chunk_seconds, vad_db=args.vad_db, max_gap=args.max_gap,
                                       progress=not args.quiet)
         if terms:
             pred.report["terms"] = terms
@@ -272,7 +285,8 @@ def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Pat
                      else "no visual branch")
         print(f"{job.source or side.get('transcript')}: {r['n_frames']} frames ({r['duration']:.1f} s) in "
               f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
-              f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio")
+              f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio; "
+              f"{r['frames_without_input']} without any input (left empty)")
     if args.overlay:
         if job.video is not None and not face_model:
             written["overlay"] = write_overlay(job.video, pred.frame, folder / f"{job.name}_traces.mp4")
@@ -306,6 +320,10 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--vad-db", type=float, default=None,
                    help="decide speech activity by level instead of the model's speech detector: frames quieter "
                         "than this (dBFS after loudness normalisation, e.g. -40) are masked as silence")
+    s.add_argument("--max-gap", type=_max_gap, default=DEFAULT_MAX_GAP, metavar="SECONDS",
+                   help="frames more than this long after the last frame with any input (speech heard, a face, "
+                        f"words) get empty arousal/valence, as do frames before the first (default "
+                        f"{DEFAULT_MAX_GAP:g}; 'none': no limit after the first input)")
     s.add_argument("--fail-fast", action="store_true",
                    help="stop at the first recording that fails (default: go on, list the failures, exit 2)")
     s.add_argument("--no-figures", action="store_true", help="only the CSV and report")

@@ -41,8 +41,12 @@ def _panel_background(frame: pd.DataFrame, width: int, height: int) -> tuple[np.
     mid = int(y(np.zeros(1))[0])
     cv2.line(panel, (0, mid), (width - 1, mid), (200, 200, 200), 1)
     for name, colour in _COLOURS.items():
-        pts = np.stack([xs, y(frame[name].to_numpy(dtype=np.float64))], axis=1).reshape(-1, 1, 2)
-        cv2.polylines(panel, [pts], False, colour, 1, cv2.LINE_AA)
+        v = frame[name].to_numpy(dtype=np.float64)
+        ok = np.isfinite(v)  # frames without any input are empty: the trace has gaps there
+        runs = np.split(np.flatnonzero(ok), np.flatnonzero(np.diff(np.flatnonzero(ok)) > 1) + 1) if ok.any() else []
+        pieces = [np.stack([xs[r], y(v[r])], axis=1).reshape(-1, 1, 2) for r in runs if len(r)]
+        if pieces:
+            cv2.polylines(panel, pieces, False, colour, 1, cv2.LINE_AA)
     return panel, xs
 
 
@@ -89,7 +93,8 @@ class _Canvas:
         if len(times):
             cv2.line(p, (int(self.xs[k]), 0), (int(self.xs[k]), p.shape[0] - 1), (0, 0, 0), 1)
             for j, (name, colour) in enumerate(_COLOURS.items()):
-                cv2.putText(p, f"{name} {self.values[k, j]:+.2f}", (4 + 110 * j, 12),
+                value = self.values[k, j]
+                cv2.putText(p, f"{name} {value:+.2f}" if np.isfinite(value) else f"{name} -", (4 + 110 * j, 12),
                             cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
         return canvas
 

@@ -20,7 +20,14 @@ branch sees no words (``words`` column 0 everywhere); frames without a face
 → the visual branch is masked there (``face`` column 0); a video without an
 audio track → audio masked; frames where no speech is heard (the model's
 speech detector, ``audio.vad``: Silero VAD by default) → audio masked
-(``audio`` column 0). Audio is loudness-normalised as in training
+(``audio`` column 0). A frame whose prediction rests on no input at all —
+before the first frame in which the model hears, sees or reads anything, or
+more than ``max_gap`` seconds (2 s) after the last one — gets empty
+``arousal`` and ``valence`` (NaN), counted in the report
+(``frames_without_input``): a silent track is not rated as calm or excited
+speech, the network's output on nothing is not shown as a rating. Within
+``max_gap`` the LSTM state carries the last evidence through short pauses.
+Audio is loudness-normalised as in training
 (``audio.loudness``). Without target-speaker turns the speech heard is taken
 as the target's; ``vad_db`` replaces the speech detector by a plain energy
 rule at that level (dBFS).
@@ -52,6 +59,7 @@ import torch
 from mmaffect.data.dataset import collate, frames_to_item
 from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Turn, check_turns_within, frame_times
 from mmaffect.errors import ConfigError, DataError
+from mmaffect.inference import DEFAULT_MAX_GAP
 from mmaffect.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from mmaffect.utils.io import release_freed_memory
 from mmaffect.version import __version__
@@ -61,6 +69,23 @@ __all__ = ["Prediction", "Predictor", "read_transcript", "read_turns"]
 # Attention maps kept for figures; visual.spatial (per-frame saliency maps) is
 # left out by default because it is the one map that is large per frame.
 DEFAULT_ATTENTION = ("fusion.", "text.selector", "visual.branches")
+
+
+def frames_without_input(present: np.ndarray, max_gap: int | None) -> np.ndarray:
+    """Frames whose prediction rests on no input: before the first ``present`` frame, or more than
+    ``max_gap`` frames after the last one (``None``: only those before the first).
+
+    >>> frames_without_input(np.array([0, 0, 1, 0, 0, 0, 1, 0], bool), 2).astype(int).tolist()
+    [1, 1, 0, 0, 0, 1, 0, 0]
+    >>> frames_without_input(np.zeros(3, bool), None).all()
+    np.True_
+    """
+    index = np.arange(len(present))
+    last = np.maximum.accumulate(np.where(present, index, -1)) if len(present) else index
+    blank = last < 0
+    if max_gap is not None:
+        blank |= (index - last) > max_gap
+    return blank
 
 
 def _read_table(path: Path, generic: Any, sewa: Any) -> list[Turn]:
@@ -336,6 +361,7 @@ class Predictor:
         vad_db: float | None = None,
         attention: Sequence[str] | None = DEFAULT_ATTENTION,
         progress: bool = False,
+        max_gap: float | None = DEFAULT_MAX_GAP,
     ) -> Prediction:
         """Predict one recording; see the module docstring for what is masked.
 
@@ -343,11 +369,15 @@ class Predictor:
         ``audio`` is given). ``transcript``/``turns``: files (generic CSV or
         SEWA format) or lists of :class:`~mmaffect.data.session.Turn`.
         ``attention``: prefixes of the attention keys to keep (``None``:
-        none; ``("",)``: all).
+        none; ``("",)``: all). ``max_gap``: seconds after the last frame
+        with any input that still get a prediction (``None``: no limit);
+        frames before the first input never do.
         """
         t0 = time.perf_counter()
         if chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {chunk_seconds}")
+        if max_gap is not None and not max_gap >= 0:
+            raise ConfigError(f"max_gap must be >= 0 seconds (or None for no limit), got {max_gap}")
         rec = _Recording.read(video, audio, transcript, turns)
         audio_src, video_src, video_duration = self._inputs(rec.video, rec.audio, rec.words, rec.text_path)
         report = self._start_report(rec, audio_src)
@@ -368,7 +398,7 @@ class Predictor:
             finally:
                 torch.set_num_threads(threads)
                 streams.close()
-        return self._finish(run, streams, times, report, t0)
+        return self._finish(run, streams, times, report, t0, max_gap)
 
     def _start_report(self, rec: _Recording, audio_src: Path | None) -> dict[str, Any]:
         return {"checkpoint": self.source, "model": self.model_name,
@@ -441,17 +471,30 @@ class Predictor:
         return {"preds": preds, "presence": presence, "kept": kept}
 
     def _finish(self, run: dict[str, Any], streams: _Streams, times: np.ndarray, report: dict[str, Any],
-                t0: float) -> Prediction:
+                t0: float, max_gap: float | None = DEFAULT_MAX_GAP) -> Prediction:
         from mmaffect.training.evaluate import align_delay
 
-        pred = align_delay(np.concatenate(run["preds"]).astype(np.float64), self.delay_frames)
         flags = {k: np.concatenate(v) for k, v in run["presence"].items()}
+        pred = np.concatenate(run["preds"]).astype(np.float64)
+        # the input frames' evidence, before the annotation delay moves outputs to later label frames
+        present = np.zeros(len(pred), bool)
+        for modality, flag in (("audio", "audio"), ("visual", "face"), ("text", "words")):
+            if modality in self.modalities:
+                present |= flags[flag].astype(bool)
+        blank = frames_without_input(present, None if max_gap is None else int(round(max_gap * LABEL_RATE)))
+        pred[blank] = np.nan
+        pred = align_delay(pred, self.delay_frames)
         frame = pd.DataFrame({"time": np.round(times, 6), "arousal": pred[:, 0], "valence": pred[:, 1],
                               **{k: v.astype(np.int8) for k, v in flags.items()}})
         report.update(streams.report())
         report["frames_with_audio"] = int(flags["audio"].sum())
         report["frames_with_face"] = int(flags["face"].sum())
         report["frames_with_words"] = int(flags["words"].sum())
+        report["frames_without_input"] = int(np.isnan(pred[:, 0]).sum())
+        report["max_gap_seconds"] = max_gap
+        if blank.all():
+            nothing = "the model heard, saw and read nothing in this recording: arousal and valence are empty throughout"
+            report["warning"] = "; ".join(w for w in (report.get("warning"), nothing) if w)
         text = streams.text
         if text is not None:
             report["text"] = text["report"]
