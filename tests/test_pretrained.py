@@ -15,6 +15,7 @@ from mmaffect.errors import ConfigError
 from mmaffect import checkpoints
 from mmaffect.checkpoints import PREFIX, available, default_model, pack_checkpoint, resolve
 from mmaffect.inference.pretrained import card_section
+from mmaffect.inference.predictor import frames_without_input
 
 SHIPPED = available()
 PREDICT = sorted(n for n, m in SHIPPED.items() if m.kind == "predict")
@@ -63,7 +64,15 @@ def test_shipped_model_predicts_offline(name, predict_media, monkeypatch):
     video = predict_media["mp4"] if "visual" in predictor.modalities or "audio" in predictor.modalities else None
     frame = predictor.predict(video, audio=None if video else predict_media["wav"],
                               transcript=predict_media["transcript"])
-    assert len(frame) > 50 and np.isfinite(frame[["arousal", "valence"]].to_numpy()).all()
+    # values wherever the model had input (empty only before the first and > 2 s after the last)
+    flags = {"audio": "audio", "visual": "face", "text": "words"}
+    present = np.zeros(len(frame), bool)
+    for modality in predictor.modalities:
+        present |= frame[flags[modality]].to_numpy().astype(bool)
+    values = frame[["arousal", "valence"]].to_numpy()
+    empty = frames_without_input(present, 20)
+    assert len(frame) > 50 and present.sum() > 20
+    assert np.isfinite(values[~empty]).all() and np.isnan(values[empty]).all()
 
 
 def test_predict_without_checkpoint_uses_the_default(predict_media, tmp_path, monkeypatch, capsys):
