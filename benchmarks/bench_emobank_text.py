@@ -363,8 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     # 2. baselines, each in its own process
     bases: dict[str, dict] = {}
     for name, path in encoders:
-        print(f"baseline: {name} sentence embedding + RidgeCV", file=sys.stderr)
         out_json = work / ("baseline.json" if path is None else f"baseline-{name}.json")
+        if out_json.is_file() and json.loads(out_json.read_text()).get("encoder") == path:
+            # the work folder's corpus is fixed (bench.json), so a finished baseline stays valid
+            print(f"baseline: {name}, reused from {out_json}", file=sys.stderr)
+            bases[name] = json.loads(out_json.read_text())
+            continue
+        print(f"baseline: {name} sentence embedding + RidgeCV", file=sys.stderr)
         proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--baseline-child",
                                str(corpus), str(out_json), *(["--encoder", path] if path else [])], cwd=REPO)
         if proc.returncode != 0:
