@@ -67,6 +67,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mmaffect.utils.io import atomic_write_text
 
@@ -302,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="160 train / 60 dev sentences, 1 epoch, narrow network")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML (default: recipes/emobank/text.yaml)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the baseline process")
-    p.add_argument("--run", help="score this finished (or stopped) `mmaffect train` run folder instead of training "
-                                 "a new one; its train time is then the sum of its log.csv epoch times")
+    p.add_argument("--run", nargs="+", metavar="RUN",
+                   help="score these finished (or stopped) `mmaffect train` run folders instead of training a new "
+                        "one (several, e.g. seeds: each scored, then mean ± std); a run's train time is then the "
+                        "sum of its log.csv epoch times")
     p.add_argument("--baseline-encoder", action="append", default=[], metavar="NAME=PATH",
                    help="also run the ridge baseline on this frozen sentence encoder (a local Hugging Face "
                         "folder); repeatable")
@@ -381,11 +384,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. our text network through the CLI
     if args.run:
-        run = Path(args.run).resolve()
-        if not (run / "best.pt").is_file():
-            raise SystemExit(f"{run}: no best.pt (not a run folder of `mmaffect train`)")
-        train_s = sum(float(r["seconds"]) for r in _read_csv(run / "log.csv"))
-        print(f"scoring the existing run {run}", file=sys.stderr)
+        runs = [Path(r).resolve() for r in args.run]
+        for run in runs:
+            if not (run / "best.pt").is_file():
+                raise SystemExit(f"{run}: no best.pt (not a run folder of `mmaffect train`)")
+        train_times = [sum(float(r["seconds"]) for r in _read_csv(run / "log.csv")) for run in runs]
+        print(f"scoring the existing run(s) {', '.join(map(str, runs))}", file=sys.stderr)
     else:
         run = work / "runs" / f"text-paper-{time.strftime('%Y%m%d-%H%M%S')}"
         overrides = [f"data.cache={cache}", *(QUICK_OVERRIDES if args.quick else []), *args.overrides]
@@ -393,23 +397,44 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"model_options.embed_dim={cache_word_dim(cache)}")
         print(f"training text-paper -> {run}", file=sys.stderr)
         _, train_s = run_cli(["train", args.config, *overrides, "--out", str(run), "--quiet"], log=log)
-    _, eval_s = run_cli(["evaluate", str(run), "--partition", "devel"], log=log)
-    scores = {r["dimension"]: float(r["ccc"]) for r in _read_csv(run / "eval" / "scores-best.csv")
-              if r["partition"] == "devel"}
-    history = _read_csv(run / "log.csv")
+        runs, train_times = [run], [train_s]
     sentences = [s for s in corpus_sentences(corpus) if s["partition"] == "devel"]
-    pred, gold = sentence_predictions(run / "eval" / "predictions-best" / "devel", sentences)
-    ours = {"arousal": ccc(pred[:, 0], gold[:, 0]), "valence": ccc(pred[:, 1], gold[:, 1])}
+    per_run, eval_s = [], 0.0
+    for run, train_s in zip(runs, train_times):
+        _, t = run_cli(["evaluate", str(run), "--partition", "devel"], log=log)
+        eval_s += t
+        history = _read_csv(run / "log.csv")
+        pred, gold = sentence_predictions(run / "eval" / "predictions-best" / "devel", sentences)
+        per_run.append({
+            "run": str(run), "seed": yaml.safe_load((run / "config.yaml").read_text()).get("seed"),
+            "sentence": {"arousal": ccc(pred[:, 0], gold[:, 0]), "valence": ccc(pred[:, 1], gold[:, 1])},
+            "frames": {r["dimension"]: float(r["ccc"]) for r in _read_csv(run / "eval" / "scores-best.csv")
+                       if r["partition"] == "devel"},
+            "best_epoch": int(max(history, key=lambda r: float(r["dev_mean"]))["epoch"]), "epochs": len(history),
+            "train_s": train_s})
+    ours = {d: float(np.mean([r["sentence"][d] for r in per_run])) for d in ("arousal", "valence")}
+    ours_std = {d: float(np.std([r["sentence"][d] for r in per_run], ddof=1)) if len(per_run) > 1 else float("nan")
+                for d in ("arousal", "valence")}
+    scores = {d: float(np.mean([r["frames"][d] for r in per_run])) for d in ("arousal", "valence")}
+    train_s = float(np.sum(train_times))
 
     # 4. table
     def goal(name: str, value: float) -> str:
         return "met" if value >= GOALS[name] else "not met"
 
+    label = f"text-paper + LSTM head (ours), {embedder_label(prepare_overrides)} word vectors"
+    several = len(per_run) > 1
+
+    def pm(d: str) -> str:
+        return f"{ours[d]:.3f}" + (f" ± {ours_std[d]:.3f}" if several else "")
+
     rows = [
-        (f"text-paper + LSTM head (ours), {embedder_label(prepare_overrides)} word vectors", ours["valence"],
-         ours["arousal"], train_s),
-        *((f"{name} sentence embedding + ridge (baseline)", b["valence"], b["arousal"], b["train_s"])
-          for name, b in bases.items()),
+        (label + (f", {len(per_run)} runs (seeds {', '.join(str(r['seed']) for r in per_run)}), mean ± std"
+                  if several else ""), pm("valence"), pm("arousal"), train_s),
+        *((f"  seed {r['seed']}", f"{r['sentence']['valence']:.3f}", f"{r['sentence']['arousal']:.3f}", r["train_s"])
+          for r in (per_run if several else [])),
+        *((f"{name} sentence embedding + ridge (baseline)", f"{b['valence']:.3f}", f"{b['arousal']:.3f}",
+           b["train_s"]) for name, b in bases.items()),
     ]
     n_train = sum(1 for s in corpus_sentences(corpus) if s["partition"] == "train")
     lines = [
@@ -419,14 +444,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| model | valence CCC | arousal CCC | train time |",
         "|---|---:|---:|---:|",
-        *(f"| {m} | {v:.3f} | {a:.3f} | {fmt_time(t)} |" for m, v, a, t in rows),
+        *(f"| {m} | {v} | {a} | {fmt_time(t)} |" for m, v, a, t in rows),
         f"| goal (issue #6) | ≥ {GOALS['valence']:.2f} | ≥ {GOALS['arousal']:.2f} | |",
         "",
         f"ours: valence {goal('valence', ours['valence'])}, arousal {goal('arousal', ours['arousal'])}; "
         f"baseline: valence {goal('valence', base['valence'])}, arousal {goal('arousal', base['arousal'])}.",
-        f"ours, as `mmaffect evaluate` scores it (frames at 10 Hz, concatenated dev recordings): "
-        f"valence {scores['valence']:.3f}, arousal {scores['arousal']:.3f}; "
-        f"best epoch {max(history, key=lambda r: float(r['dev_mean']))['epoch']} of {len(history)}.",
+        f"ours, as `mmaffect evaluate` scores it (frames at 10 Hz, concatenated dev recordings"
+        + (", mean over the runs" if several else "") + f"): valence {scores['valence']:.3f}, arousal "
+        f"{scores['arousal']:.3f}; best epoch " + ", ".join(f"{r['best_epoch']} of {r['epochs']}" for r in per_run)
+        + ".",
         ("ours: train time = sum of the epoch times in the run's log.csv (incl. dev scoring after each epoch); "
          if args.run else "ours: train time = wall time of `mmaffect train` (incl. dev scoring after each epoch); ")
         + f"evaluate {fmt_time(eval_s)}; word vectors (`mmaffect prepare`, shared input) {fmt_time(prepare_s)}"
@@ -436,9 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{base['alphas']['valence']:g}, chosen by leave-one-out CV on train); separate process, "
         f"{base['threads']} torch threads.",
         f"hardware: {hardware()}; load average at the end {os.getloadavg()[0]:.1f}.",
-        f"total wall time {fmt_time(time.perf_counter() - wall0)}; run folder {run}.",
+        f"total wall time {fmt_time(time.perf_counter() - wall0)}; run folder(s) {', '.join(map(str, runs))}.",
         "command: nice -n 10 python benchmarks/bench_emobank_text.py"
-        + (" --quick" if args.quick else "") + (f" --run {run}" if args.run else "")
+        + (" --quick" if args.quick else "") + (" --run " + " ".join(map(str, runs)) if args.run else "")
         + "".join(f" --prepare {o}" for o in args.prepare)
         + "".join(f" --baseline-encoder {n}={p}" for n, p in encoders if p)
         + "".join(f" {o}" for o in args.overrides),
@@ -447,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     atomic_write_text(work / "results.md", table + "\n")
     atomic_write_text(work / "results.json", json.dumps({
-        "mode": mode, "ours_sentence": ours, "ours_frames": scores, "baseline": base, "train_s": train_s,
-        "eval_s": eval_s, "prepare_s": prepare_s, "run": str(run), "n_train": n_train, "n_dev": len(sentences),
+        "mode": mode, "ours_sentence": ours, "ours_sentence_std": ours_std, "ours_frames": scores, "runs": per_run,
+        "baseline": base, "train_s": train_s, "eval_s": eval_s, "prepare_s": prepare_s,
+        "n_train": n_train, "n_dev": len(sentences),
         "baselines": bases,
         "finite": all(math.isfinite(x) for x in (*ours.values(), base["valence"], base["arousal"])),
     }, indent=1))

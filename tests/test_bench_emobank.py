@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmaffect.data.sources import shared_data_root
@@ -102,3 +103,27 @@ def test_ours_on_another_encoders_word_vectors(emobank: Path, tmp_path: Path) ->
     assert f"--prepare text.embedder=hf:{folder}" in proc.stdout
     run = next((work / "runs").iterdir())
     assert yaml.safe_load((run / "config.yaml").read_text())["model_options"]["embed_dim"] == 16
+
+
+def test_scores_several_runs_as_mean_and_std(emobank: Path, tmp_path: Path) -> None:
+    """--run RUN RUN: each existing run scored (no training), one row of mean ± std and one per seed;
+    the finished baseline of the work folder is reused."""
+    work = tmp_path / "work"
+    first = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work)],
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work),
+                             "seed=1"], capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reused from" in second.stderr
+    runs = sorted(str(r) for r in (work / "runs").iterdir())
+    both = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", str(emobank), "--workdir", str(work),
+                           "--run", *runs], capture_output=True, text=True, timeout=600)
+    assert both.returncode == 0, both.stderr[-3000:]
+    assert "training text-paper" not in both.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in both.stdout.splitlines()
+            if line.startswith("| ") and "CCC" not in line and "goal" not in line]
+    assert "2 runs (seeds 0, 1), mean ± std" in rows[0][0] and [r[0] for r in rows[1:3]] == ["seed 0", "seed 1"]
+    mean, std = (float(x) for x in rows[0][1].split("±"))
+    seeds = [float(r[1]) for r in rows[1:3]]
+    assert mean == pytest.approx(np.mean(seeds), abs=1e-3) and std == pytest.approx(np.std(seeds, ddof=1), abs=1e-3)
