@@ -408,7 +408,12 @@ def test_onnx_runs_on_prepared_crops_and_matches_predict(cache, corpus, tmp_path
     pred = sess.run(["pred"], feed)[0][0]
     got = mmaffect.load(tmp_path / "r" / "best.pt", device="cpu").predict_full(corpus / "video" / "Train_01.avi")
     assert np.array_equal(got.frame["face"].to_numpy().astype(bool), arrays["face_mask"])
-    np.testing.assert_allclose(pred, got.values, atol=1e-4)
+    # predict leaves frames without any input empty (the graph returns the network's raw output there)
+    from mmaffect.inference.predictor import frames_without_input
+
+    empty = frames_without_input(arrays["face_mask"].astype(bool), 20)
+    assert np.isnan(got.values[empty]).all() and (~empty).sum() > n // 2
+    np.testing.assert_allclose(pred[~empty], got.values[~empty], atol=1e-4)
 
 
 # --------------------------------------------------------------------------- 9, 10. runs used from elsewhere
