@@ -218,21 +218,28 @@ def run_dir(work: Path, model: str, test: str, seed: int) -> Path:
     return (base if seed == 0 else base / f"seed-{seed}") / f"fold-spk{test}"
 
 
-def combine_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
-    """One summary from per-seed summaries: pooled CCC = mean over seeds (± their std, ddof=1);
-    per-fold CCC = the mean over seeds, its mean ± std over folds = the fold spread."""
-    if len(per_seed) == 1:
-        return {**per_seed[0], "seeds": seeds}
-    out: dict = {"n": per_seed[0]["n"], "seeds": seeds, "folds": {}, "per_seed": per_seed}
+def seed_mean(per_seed: list[dict], folds: list[str]) -> dict:
+    """Per-seed summaries on ``folds`` combined: pooled CCC = mean over seeds (± their std, ddof=1;
+    NaN for one seed); per-fold CCC = the mean over seeds, its mean ± std over folds = the fold spread."""
+    out: dict = {"folds": {f: {} for f in folds}}
     for dim in DIMS:
         pooled = np.asarray([s[dim]["pooled"] for s in per_seed])
-        for fold in per_seed[0]["folds"]:
-            out["folds"].setdefault(fold, {})[dim] = float(np.mean([s["folds"][fold][dim] for s in per_seed]))
-        vals = np.asarray([out["folds"][f][dim] for f in out["folds"]])
-        out[dim] = {"pooled": float(pooled.mean()), "pooled_seed_std": float(pooled.std(ddof=1)),
+        for f in folds:
+            out["folds"][f][dim] = float(np.mean([s["folds"][f][dim] for s in per_seed]))
+        vals = np.asarray([out["folds"][f][dim] for f in folds])
+        out[dim] = {"pooled": float(pooled.mean()),
+                    "pooled_seed_std": float(pooled.std(ddof=1)) if len(pooled) > 1 else float("nan"),
                     "fold_mean": float(vals.mean()),
                     "fold_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")}
     return out
+
+
+def combine_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
+    """One summary from per-seed summaries (:func:`seed_mean` over all their folds); one seed's as it is."""
+    if len(per_seed) == 1:
+        return {**per_seed[0], "seeds": seeds}
+    return {"n": per_seed[0]["n"], "seeds": seeds, "per_seed": per_seed,
+            **seed_mean(per_seed, list(per_seed[0]["folds"]))}
 
 
 CONSTANT_STD = 0.01  # a run whose test-utterance predictions vary less than this on both dimensions is "constant"
@@ -286,27 +293,18 @@ def seed_summaries(s: dict) -> dict[int, dict]:
 
 def compare_runs(this: dict, other: dict, folds: list[str]) -> dict:
     """Paired comparison of one model's results in two work folders (e.g. two recipes) on the seeds
-    and ``folds`` they share: per run its pooled CCC (mean ± std over the common seeds) and per-fold
-    CCC (the seed mean); per dimension the per-fold differences this − other with a Wilcoxon test.
-    Pairing by seed and fold: the same seed gives the same initial weights in both runs."""
+    and ``folds`` they share: each side's :func:`seed_mean` over the common seeds; per dimension the
+    per-fold differences this − other with a Wilcoxon test. Pairing by seed and fold: the same seed
+    gives the same initial weights in both runs."""
     a, b = seed_summaries(this), seed_summaries(other)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit(f"--compare: no seed in common (this run: {sorted(a)}, the other: {sorted(b)})")
-    out: dict = {"seeds": seeds, "folds": folds}
-    for name, side in (("this", a), ("other", b)):
-        runs: dict = {}
-        for dim in DIMS:
-            pooled = np.asarray([side[s][dim]["pooled"] for s in seeds])
-            per_fold = {f: float(np.mean([side[s]["folds"][f][dim] for s in seeds])) for f in folds}
-            vals = np.asarray(list(per_fold.values()))
-            runs[dim] = {"pooled": float(pooled.mean()),
-                         "pooled_seed_std": float(pooled.std(ddof=1)) if len(seeds) > 1 else float("nan"),
-                         "fold_mean": float(vals.mean()),
-                         "fold_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan"), "folds": per_fold}
-        out[name] = runs
+    out: dict = {"seeds": seeds, "folds": folds, "this": seed_mean([a[s] for s in seeds], folds),
+                 "other": seed_mean([b[s] for s in seeds], folds)}
     for dim in DIMS:
-        w = wilcoxon_paired([out["this"][dim]["folds"][f] for f in folds], [out["other"][dim]["folds"][f] for f in folds])
+        w = wilcoxon_paired([out["this"]["folds"][f][dim] for f in folds],
+                            [out["other"]["folds"][f][dim] for f in folds])
         out[dim] = {**w, "pooled_diff": out["this"][dim]["pooled"] - out["other"][dim]["pooled"]}
     return out
 
@@ -338,11 +336,7 @@ def comparison_lines(model: str, cmp: dict, this_label: str, other_label: str) -
                      f"{r['arousal']['fold_std']:.3f} | {pooled(r['valence'])} | {r['valence']['fold_mean']:.3f} ± "
                      f"{r['valence']['fold_std']:.3f} |")
     lines.append("")
-
-    def by_fold(key: str) -> dict:
-        return {"folds": {f: {d: cmp[key][d]["folds"][f] for d in DIMS} for f in cmp["folds"]}}
-
-    lines += fold_table([(this_label, by_fold("this")), (other_label, by_fold("other"))], cmp["folds"])
+    lines += fold_table([(this_label, cmp["this"]), (other_label, cmp["other"])], cmp["folds"])
     lines.append("")
     for dim in DIMS:
         c = cmp[dim]
