@@ -367,10 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     bases: dict[str, dict] = {}
     for name, path in encoders:
         out_json = work / ("baseline.json" if path is None else f"baseline-{name}.json")
-        if out_json.is_file() and json.loads(out_json.read_text()).get("encoder") == path:
+        done = json.loads(out_json.read_text()) if out_json.is_file() else None
+        if done is not None and done.get("encoder") == path:
             # the work folder's corpus is fixed (bench.json), so a finished baseline stays valid
             print(f"baseline: {name}, reused from {out_json}", file=sys.stderr)
-            bases[name] = json.loads(out_json.read_text())
+            bases[name] = done
             continue
         print(f"baseline: {name} sentence embedding + RidgeCV", file=sys.stderr)
         proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--baseline-child",

@@ -15,7 +15,7 @@ from mmaffect.errors import ConfigError
 from mmaffect import checkpoints
 from mmaffect.checkpoints import PREFIX, available, default_model, pack_checkpoint, resolve
 from mmaffect.inference.pretrained import card_section
-from mmaffect.inference.predictor import frames_without_input
+from mmaffect.inference.predictor import PRESENCE_COLUMNS, frames_without_input
 
 SHIPPED = available()
 PREDICT = sorted(n for n, m in SHIPPED.items() if m.kind == "predict")
@@ -65,10 +65,7 @@ def test_shipped_model_predicts_offline(name, predict_media, monkeypatch):
     frame = predictor.predict(video, audio=None if video else predict_media["wav"],
                               transcript=predict_media["transcript"])
     # values wherever the model had input (empty only before the first and > 2 s after the last)
-    flags = {"audio": "audio", "visual": "face", "text": "words"}
-    present = np.zeros(len(frame), bool)
-    for modality in predictor.modalities:
-        present |= frame[flags[modality]].to_numpy().astype(bool)
+    present = frame[[PRESENCE_COLUMNS[m] for m in predictor.modalities]].to_numpy().astype(bool).any(axis=1)
     values = frame[["arousal", "valence"]].to_numpy()
     empty = frames_without_input(present, 20)
     assert len(frame) > 50 and present.sum() > 20

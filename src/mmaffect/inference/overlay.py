@@ -42,8 +42,8 @@ def _panel_background(frame: pd.DataFrame, width: int, height: int) -> tuple[np.
     cv2.line(panel, (0, mid), (width - 1, mid), (200, 200, 200), 1)
     for name, colour in _COLOURS.items():
         v = frame[name].to_numpy(dtype=np.float64)
-        ok = np.isfinite(v)  # frames without any input are empty: the trace has gaps there
-        runs = np.split(np.flatnonzero(ok), np.flatnonzero(np.diff(np.flatnonzero(ok)) > 1) + 1) if ok.any() else []
+        finite = np.flatnonzero(np.isfinite(v))  # frames without any input are empty: the trace has gaps there
+        runs = np.split(finite, np.flatnonzero(np.diff(finite) > 1) + 1)  # consecutive frames with a value
         pieces = [np.stack([xs[r], y(v[r])], axis=1).reshape(-1, 1, 2) for r in runs if len(r)]
         if pieces:
             cv2.polylines(panel, pieces, False, colour, 1, cv2.LINE_AA)

@@ -69,6 +69,8 @@ __all__ = ["Prediction", "Predictor", "read_transcript", "read_turns"]
 # Attention maps kept for figures; visual.spatial (per-frame saliency maps) is
 # left out by default because it is the one map that is large per frame.
 DEFAULT_ATTENTION = ("fusion.", "text.selector", "visual.branches")
+PRESENCE_COLUMNS = {"audio": "audio", "visual": "face", "text": "words"}
+"""Modality -> the frame column (and presence flag) that says it was present."""
 
 
 def frames_without_input(present: np.ndarray, max_gap: int | None) -> np.ndarray:
@@ -478,9 +480,8 @@ class Predictor:
         pred = np.concatenate(run["preds"]).astype(np.float64)
         # the input frames' evidence, before the annotation delay moves outputs to later label frames
         present = np.zeros(len(pred), bool)
-        for modality, flag in (("audio", "audio"), ("visual", "face"), ("text", "words")):
-            if modality in self.modalities:
-                present |= flags[flag].astype(bool)
+        for modality in self.modalities:
+            present |= flags[PRESENCE_COLUMNS[modality]].astype(bool)
         blank = frames_without_input(present, None if max_gap is None else int(round(max_gap * LABEL_RATE)))
         pred[blank] = np.nan
         pred = align_delay(pred, self.delay_frames)
