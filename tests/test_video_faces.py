@@ -48,12 +48,20 @@ Scene = Callable[[float], np.ndarray]
 
 
 def _write_video(
-    path: Path, scene: Scene, times: Sequence[float], *, codec: str = "libx264", size: tuple[int, int] = (W, H)
+    path: Path, scene: Scene, times: Sequence[float], *, codec: str = "libx264", size: tuple[int, int] = (W, H),
+    rotation: int = 0,
 ) -> None:
-    """Encode ``scene(t)`` for each frame time (pts in ms, so any frame rate pattern)."""
+    """Encode ``scene(t)`` for each frame time (pts in ms, so any frame rate pattern). ``rotation``: the
+    frames are stored turned ``rotation`` degrees clockwise, with a display matrix turning them back (a
+    phone's sensor frames)."""
     out = av.open(str(path), "w")
     stream = out.add_stream(codec, rate=30)
+    if rotation % 180:
+        size = (size[1], size[0])
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+    if rotation:
+        stream.set_display_rotation(rotation)
+        scene = (lambda f: lambda t: np.ascontiguousarray(np.rot90(f(t), -rotation // 90)))(scene)
     stream.codec_context.time_base = Fraction(1, 1000)
     if codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18"}
@@ -92,6 +100,28 @@ def test_probe_video(tmp_path: Path) -> None:
     assert (info.width, info.height) == (W, H)
     assert not info.has_audio
     assert info.duration is not None and 0.9 <= info.duration <= 1.1
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_phone_rotation_is_applied_to_every_pixel_format_and_to_the_size(tmp_path: Path, rotation: int) -> None:
+    # a phone stores sensor frames and a display matrix; frames come back as a player shows them
+    path = tmp_path / "phone.mp4"
+    _write_video(path, _moving_face, _grid(1.0, 15), rotation=rotation)
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation) == (W, H, rotation)
+    want = _moving_face(round(0.55 * 15) / 15)
+    rgb = dict(frames_at(path, [0.5]))[0]
+    i420 = dict(frames_at(path, [0.5], pixel_format="yuv420p"))[0]
+    grey = dict(frames_at(path, [0.5], pixel_format="gray"))[0]
+    assert rgb.shape == (H, W, 3) and i420.shape == (H * 3 // 2, W) and grey.shape == (H, W)
+    assert np.abs(rgb.astype(int) - want).mean() < 4
+    assert np.abs(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420).astype(int) - want).mean() < 4
+    assert np.abs(grey.astype(int) - cv2.cvtColor(want, cv2.COLOR_RGB2GRAY)).mean() < 15  # full-range grey
+    track = extract_faces(path, np.arange(10) * 0.1, size=64)
+    assert track.mask.all(), track.report
+    bx, by = _centres(track.boxes)[5]
+    x, y, side = _moving_pos(round(0.55 * 15) / 15)
+    assert abs(bx - (x + _FACE_CX * side)) < 12 and abs(by - (y + _FACE_CY * side)) < 12
 
 
 @pytest.mark.parametrize(("suffix", "codec"), [("mkv", "libx264"), ("mp4", "libx264"), ("avi", "mpeg4")])

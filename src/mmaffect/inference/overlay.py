@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mmaffect.errors import DataError
+from mmaffect.preprocess.video import probe_video, quarter_turns, upright
 from mmaffect.utils.io import atomic_path
 
 __all__ = ["write_overlay"]
@@ -133,7 +134,8 @@ def _transcode(src: av.container.InputContainer, out: av.container.OutputContain
             continue
         for vf in packet.decode():
             t = float(vf.time) if vf.time is not None else 0.0
-            new = av.VideoFrame.from_ndarray(canvas.draw(vf.to_ndarray(format="rgb24"), t), format="rgb24")
+            image = upright(vf.to_ndarray(format="rgb24"), quarter_turns(vf))  # as a player shows it
+            new = av.VideoFrame.from_ndarray(canvas.draw(image, t), format="rgb24")
             new.pts, n_out = n_out, n_out + 1
             for pk in vout.encode(new):
                 out.mux(pk)
@@ -153,7 +155,8 @@ def write_overlay(video: str | Path, frame: pd.DataFrame, dest: str | Path, *, p
             raise DataError("file has no video stream", path=video)
         vin = src.streams.video[0]
         ain = src.streams.audio[0] if src.streams.audio else None
-        canvas = _Canvas.for_video(frame, vin.codec_context.width, vin.codec_context.height, panel_height)
+        shown = probe_video(video)  # the size as displayed (a phone's portrait video is turned upright)
+        canvas = _Canvas.for_video(frame, shown.width, shown.height, panel_height)
         with av.open(str(tmp), mode="w") as out:
             vout = _add_video_stream(out, codec, vin, canvas)
             aout = out.add_stream_from_template(ain) if ain is not None else None

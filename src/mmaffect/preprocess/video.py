@@ -13,6 +13,12 @@ Requests that fall outside the decoded frames are *masked* (``None``), never
 filled with an invented image: a request more than half a frame interval
 before the first frame, or more than half a frame interval after the end of
 the last frame (its time stamp plus one frame interval).
+
+Frames come *upright*, as a player shows them: a phone filming in portrait
+stores landscape sensor frames and a display matrix saying how far to turn
+them (``VideoFrame.rotation``, in quarter turns); :func:`upright` applies it,
+so faces are found in phone videos and the sizes of :class:`VideoInfo` are
+the displayed ones.
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ import numpy as np
 
 from mmaffect.errors import DataError
 
-__all__ = ["VideoInfo", "probe_video", "frames_at"]
+__all__ = ["VideoInfo", "frames_at", "probe_video", "quarter_turns", "upright"]
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video file holds, from its container metadata and first frame.
 
-    ``duration`` (seconds) and ``n_frames`` come from the container and are
-    ``None`` when the container does not record them; ``avg_fps`` is the
-    stream's average frame rate (``None`` when unknown).
+    ``width`` and ``height`` are the frame size as displayed (after the
+    ``rotation`` of the display matrix, in degrees counter-clockwise: 0, 90,
+    180 or 270). ``duration`` (seconds) and ``n_frames`` come from the
+    container and are ``None`` when the container does not record them;
+    ``avg_fps`` is the stream's average frame rate (``None`` when unknown).
     """
 
     width: int
@@ -44,6 +52,38 @@ class VideoInfo:
     avg_fps: float | None
     n_frames: int | None
     has_audio: bool
+    rotation: int = 0
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0-3) that show ``frame`` upright: its display matrix's rotation
+    rounded to a multiple of 90 degrees (phones write 0, 90, 180 or 270; 0 without a matrix)."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except (AttributeError, ValueError, TypeError):  # no side data, or a PyAV without the property
+        return 0
+    return int(round(degrees / 90.0)) % 4
+
+
+def upright(image: np.ndarray, turns: int, pixel_format: str = "rgb24") -> np.ndarray:
+    """``image`` (a frame as ``to_ndarray(format=pixel_format)`` gives it) turned ``turns`` quarter turns
+    counter-clockwise. ``"yuv420p"`` (I420: the luma plane over the two chroma planes) is turned plane
+    by plane and packed again.
+
+    >>> upright(np.arange(6).reshape(2, 3), 1).tolist()
+    [[2, 5], [1, 4], [0, 3]]
+    """
+    turns %= 4
+    if turns == 0:
+        return image
+    if pixel_format != "yuv420p":
+        return np.ascontiguousarray(np.rot90(image, turns))
+    h, w = image.shape[0] * 2 // 3, image.shape[1]
+    chroma = image[h:].reshape(-1)
+    planes = [image[:h], chroma[: h * w // 4].reshape(h // 2, w // 2), chroma[h * w // 4:].reshape(h // 2, w // 2)]
+    turned = [np.rot90(p, turns) for p in planes]
+    out_w = turned[0].shape[1]
+    return np.concatenate([p.reshape(-1) for p in turned]).reshape(-1, out_w)
 
 
 def _check_file(path: Path) -> None:
@@ -109,7 +149,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             raise DataError(f"cannot decode video stream: {exc}", path=path) from exc
         if first is None:
             raise DataError("video stream holds no decodable frames", path=path)
-        width, height = first.width, first.height
+        turns = quarter_turns(first)
+        width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
     finally:
         container.close()
     return VideoInfo(
@@ -119,6 +160,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         avg_fps=avg_fps,
         n_frames=n_frames,
         has_audio=has_audio,
+        rotation=90 * turns,
     )
 
 
@@ -133,7 +175,7 @@ def frames_at(
     """Yield ``(i, image)`` for every requested time ``times[i]``.
 
     ``image`` is the decoded frame whose presentation time is nearest to
-    ``times[i] + offset`` as an (H, W, 3) uint8 RGB array (``pixel_format``
+    ``times[i] + offset``, upright (:func:`upright`), as an (H, W, 3) uint8 RGB array (``pixel_format``
     is any FFmpeg format PyAV converts to numpy: ``'gray'`` gives (H, W),
     ``'yuv420p'`` the (H·3/2, W) I420 planes), or ``None`` when the request lies outside the
     video (more than half a frame interval before its first frame or after
@@ -214,8 +256,8 @@ def _timed_frames(
 
 
 class _HeldFrame:
-    """A decoded frame and its time; converted to an array once, when a request first takes it (every
-    request answered by the frame gets the same array object)."""
+    """A decoded frame and its time; converted to an upright array once, when a request first takes it
+    (every request answered by the frame gets the same array object)."""
 
     __slots__ = ("frame", "t", "pixel_format", "_image")
 
@@ -226,7 +268,8 @@ class _HeldFrame:
     def image(self) -> np.ndarray:
         """The frame as an array (converted on the first call)."""
         if self._image is None:
-            self._image = self.frame.to_ndarray(format=self.pixel_format)
+            self._image = upright(self.frame.to_ndarray(format=self.pixel_format), quarter_turns(self.frame),
+                                  self.pixel_format)
         return self._image
 
 
