@@ -354,10 +354,8 @@ def _yaml_value(v: object) -> str:
     return yaml.safe_dump(json.loads(json.dumps(v)), default_flow_style=True).strip()
 
 
-def test_init_from_unimodal_checkpoints(tmp_path: Path) -> None:
-    """Section 5.3: a multimodal model's branches start from unimodal checkpoints (lr 0 keeps them)."""
-    from mmaffect.models import create_model, tiny_overrides
-
+def _multimodal_cache(tmp_path: Path) -> Path:
+    """A tiny cache with audio, 32x32 faces and 16-dimensional word vectors."""
     root = make_cache(tmp_path / "mm", samples=2205, n_frames=30, n_train=2, n_devel=1, n_test=0)
     manifest = Cache(root).read_manifest()
     rng = np.random.default_rng(0)
@@ -374,6 +372,14 @@ def test_init_from_unimodal_checkpoints(tmp_path: Path) -> None:
         entry["streams"].update(faces=f"{name}/faces-k.h5", text=f"{name}/text-k.h5")
     manifest["config"]["faces"]["size"] = 32
     Cache(root).write_manifest(manifest)
+    return root
+
+
+def test_init_from_unimodal_checkpoints(tmp_path: Path) -> None:
+    """Section 5.3: a multimodal model's branches start from unimodal checkpoints (lr 0 keeps them)."""
+    from mmaffect.models import create_model, tiny_overrides
+
+    root = _multimodal_cache(tmp_path)
     unimodal = {}
     for modality, name in (("text", "text-paper"), ("audio", "audio-tzirakis2018"),
                            ("visual", "visual-hrnet3-attpool")):
@@ -392,3 +398,48 @@ def test_init_from_unimodal_checkpoints(tmp_path: Path) -> None:
         assert branch
         for k, v in branch.items():
             assert torch.equal(state[f"branches.{modality}.{k}"], v.detach()), (modality, k)
+
+
+def test_frozen_branch_stays_as_initialised_and_a_fusion_branch_initialises_another_model(tmp_path: Path) -> None:
+    """``freeze: [visual]``: the visual branch (weights and BatchNorm statistics) is exactly its
+    ``init_from`` after training while the rest learns; a multimodal checkpoint's branch initialises
+    another model's branch (``init_from.text=FUSION_RUN/best.pt``)."""
+    from mmaffect.models import create_model, tiny_overrides
+
+    root = _multimodal_cache(tmp_path)
+    torch.manual_seed(3)
+    visual = create_model("visual-hrnet3-attpool", **tiny_overrides("visual-hrnet3-attpool"))
+    torch.save({"model": visual.state_dict(), "config": {"model_name": "visual-hrnet3-attpool"}}, tmp_path / "v.pt")
+    overrides = [f"model_options.{k}={_yaml_value(v)}" for k, v in tiny_overrides("fusion-hierarchical").items()]
+    base = [f"data.cache={root}", "data.window=10", "optim.batch_size=2", "optim.epochs=2", "optim.lr=1e-2",
+            "log.plot=false", *overrides]
+    with pytest.raises(ConfigError, match="random weights"):
+        load_train_config({"model_name": "fusion-hierarchical"}, [*base, "freeze=[visual]"])
+    with pytest.raises(ConfigError, match="freeze names branches"):
+        load_train_config({"model_name": "audio-tzirakis2018"}, [f"data.cache={root}", "freeze=[visual]"])
+    cfg = load_train_config({"model_name": "fusion-hierarchical"},
+                            [*base, "freeze=[visual]", f"init_from.visual={tmp_path / 'v.pt'}"])
+    states = []  # last.pt after each epoch
+    train(cfg, out=tmp_path / "run", progress=False,
+          epoch_callback=lambda _: states.append(load_checkpoint(tmp_path / "run" / "last.pt")["model"]))
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["freeze"] == ["visual"]
+    init = {k[len("branch."):]: v for k, v in visual.state_dict().items() if k.startswith("branch.")}
+    assert any("running_mean" in k for k in init)  # BatchNorm statistics are part of what stays
+    for state in states:
+        for k, v in init.items():
+            assert torch.equal(state[f"branches.visual.{k}"], v), k
+    learning = [k for k in states[0] if not k.startswith("branches.visual.")]
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in learning if k.startswith("branches.audio."))
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in learning if k.startswith("head"))
+    state = states[-1]
+    # the trained text branch of the fusion run starts a text-only model
+    cfg = load_train_config({"model_name": "text-paper"}, [
+        f"data.cache={root}", "data.window=10", "optim.batch_size=2", "optim.epochs=1", "optim.lr=0",
+        "log.plot=false", *[f"model_options.{k}={_yaml_value(v)}" for k, v in tiny_overrides("text-paper").items()],
+        f"init_from.text={tmp_path / 'run' / 'last.pt'}"])
+    train(cfg, out=tmp_path / "text", progress=False)
+    text = load_checkpoint(tmp_path / "text" / "last.pt")["model"]
+    text_keys = [k for k in state if k.startswith("branches.text.")]
+    assert text_keys
+    for k in text_keys:
+        assert torch.equal(text["branch." + k[len("branches.text."):]], state[k]), k

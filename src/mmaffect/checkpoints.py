@@ -438,7 +438,9 @@ def load_branch_weights(
 ) -> dict[str, str]:
     """Initialise ``model``'s branches from trained unimodal networks (Section 5.3),
     or a unimodal model's branch from a pretrained one (e.g. ``mmaffect
-    pretrain-faces``'s ``model.pt`` for the visual branch).
+    pretrain-faces``'s ``model.pt`` for the visual branch), or a branch from
+    the same branch of a trained multimodal model (e.g. the text and audio
+    branches of ``pretrained:composite-fusion``).
 
     ``sources`` maps a modality (``"text"``, ``"audio"``, ``"visual"``) to a
     checkpoint path, a checkpoint dict (``{"model": state_dict, "config":
@@ -462,11 +464,14 @@ def load_branch_weights(
         name = config.get("model_name")
         if name is not None:
             spec = get_spec(str(name))
-            if spec.modalities != (modality,):
+            if modality not in spec.modalities:
                 raise ConfigError(
                     f"{label}: checkpoint of {name!r} (modalities {spec.modalities}) cannot initialise "
                     f"the {modality!r} branch"
                 )
+            if len(spec.modalities) > 1:  # a multimodal model: its branch of that modality
+                prefix = f"branches.{modality}."
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if any(k.startswith("branch.") for k in state):
             state = {k[len("branch."):]: v for k, v in state.items() if k.startswith("branch.")}
         try:

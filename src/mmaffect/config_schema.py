@@ -188,6 +188,7 @@ class TrainConfig(_Section):
     model_name: NonEmptyStr = F("a registered model name (`mmaffect models`)")
     model_options: dict[str, Any] | None = F("a mapping of the model's options")
     init_from: InitFromSection | None = F("a mapping text/audio/visual: checkpoint or null")
+    freeze: list[Modality] = F("a list of branches (text, audio, visual)")
     data: TrainDataSection = F("a mapping")
     optim: TrainOptimSection = F("a mapping")
     seed: Int = F("an integer ≥ 0", ge=0)

@@ -44,7 +44,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,14 @@ def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if extra:
         raise ConfigError(f"init_from names branches {sorted(m for m, p in init.items() if p)} but "
                           f"{spec.name!r} has only {', '.join(spec.modalities)}")
+    freeze = list(out.get("freeze") or [])
+    if set(freeze) - set(spec.modalities):
+        raise ConfigError(f"freeze names branches {freeze} but {spec.name!r} has only {', '.join(spec.modalities)}")
+    uninitialised = [m for m in freeze if not init.get(m)]
+    if uninitialised:
+        raise ConfigError(f"freeze: {uninitialised} would keep random weights; give init_from."
+                          f"{uninitialised[0]}=CHECKPOINT (a frozen branch is kept as initialised)")
+    out["freeze"] = freeze
     return out
 
 
@@ -325,6 +333,7 @@ def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None
         if isinstance(c.get("data"), dict) and c["data"].get("cache"):
             c["data"]["cache"] = str(Path(c["data"]["cache"]).absolute())
     b.setdefault("augment", builtin_config("train")["augment"])  # runs from before `augment` had none (= off)
+    b.setdefault("freeze", [])  # runs from before `freeze` (= nothing frozen)
     for key in RESUMABLE_KEYS:
         for c in (a, b):
             node = c
@@ -420,6 +429,34 @@ def _face_augment(cfg: Mapping[str, Any], device: torch.device) -> FaceAugment |
     if augment is None or "visual" not in cfg["data"]["modalities"]:
         return None
     return augment.to(device)
+
+
+def frozen_branches(model: torch.nn.Module, names: Sequence[str]) -> list[torch.nn.Module]:
+    """The branches of ``model`` named in ``freeze`` (a unimodal model's own branch, or a multimodal one's)."""
+    from mmaffect.models.assembly import MultimodalModel, UnimodalModel
+
+    if not names:
+        return []
+    if isinstance(model, MultimodalModel):
+        branches = dict(model.branches)
+    elif isinstance(model, UnimodalModel):
+        branches = {model.modality: model.branch}
+    else:
+        raise ConfigError(f"freeze: {type(model).__name__} is not built from mmaffect branches; freeze needs one")
+    return [branches[n] for n in names]
+
+
+def freeze_branches(model: torch.nn.Module, names: Sequence[str]) -> None:
+    """Stop gradients into the ``freeze`` branches; :func:`keep_frozen_in_eval` keeps their statistics."""
+    for branch in frozen_branches(model, names):
+        branch.requires_grad_(False)
+
+
+def keep_frozen_in_eval(model: torch.nn.Module, names: Sequence[str]) -> None:
+    """After ``model.train()``: the frozen branches in eval mode (BatchNorm running statistics kept, no
+    dropout), so a frozen branch computes exactly what it computed before training."""
+    for branch in frozen_branches(model, names):
+        branch.eval()
 
 
 def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, str]:
@@ -595,16 +632,18 @@ def _model(cfg: dict[str, Any], resume_from: Path | None, *, show: bool) -> tupl
         ckpt = load_checkpoint(resume_from)
         _check_resume_config(cfg, ckpt["config"])
         model.load_state_dict(ckpt["model"])
+        freeze_branches(model, cfg.get("freeze") or [])
         return model, ckpt
     loaded = _init_branches(model, cfg)
     if loaded and show:
         print("initialised branches: " + ", ".join(f"{m} ← {s}" for m, s in loaded.items()), file=sys.stderr)
+    freeze_branches(model, cfg.get("freeze") or [])
     return model, None
 
 
 def _optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> tuple[torch.optim.Optimizer, Any]:
     """Adam with the configured hyper-parameters, and the epoch-level scheduler (``plateau``) if any."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(optim_cfg["lr"]),
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(optim_cfg["lr"]),
                                  betas=tuple(float(b) for b in optim_cfg["betas"]),  # type: ignore[arg-type]
                                  eps=float(optim_cfg["eps"]), weight_decay=float(optim_cfg["weight_decay"]))
     scheduler = None
@@ -677,6 +716,7 @@ class _EpochLoop:
     def train_epoch(self, epoch: int, step: int) -> tuple[float, int]:
         """Train one epoch from global step ``step``; (mean training loss, the step after it)."""
         self.net.train()
+        keep_frozen_in_eval(unwrap(self.net), self.cfg.get("freeze") or [])
         total, batches = 0.0, 0
         bar = _progress(self._loader(epoch), self.show, f"epoch {epoch + 1}/{self.epochs}")
         for batch in bar:
