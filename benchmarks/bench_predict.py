@@ -18,6 +18,10 @@ Usage::
     python benchmarks/bench_predict.py [--workdir DIR] [--paper] [--quick] [--threads 2]
     python benchmarks/bench_predict.py --paper --minutes 3 --reference /tmp/before/src --rounds 3
 
+``--reference-checkpoint OLD --checkpoint NEW`` times two trained models the
+same way, alternating, with this checkout (e.g. a re-shipped default model
+against the one before it).
+
 ``--reference SRC`` times another mmaffect source tree side by side (e.g. a
 ``git worktree`` of an earlier commit, ``SRC`` = its ``src`` folder): each
 round predicts the same recording with the reference and then with this
@@ -124,7 +128,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--chunk-seconds", type=float, default=60.0)
     p.add_argument("--reference", help="another mmaffect source tree (its src folder), timed side by side")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds with --reference")
+    p.add_argument("--reference-checkpoint",
+                   help="another checkpoint, timed side by side with --checkpoint by this checkout")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds with --reference(-checkpoint)")
     p.add_argument("--make-checkpoint", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -133,7 +139,9 @@ def main() -> None:
     if args.make_checkpoint:
         print(_make_checkpoint(Path(args.make_checkpoint), config=args.config, paper=args.paper))
         return
-    if args.reference:
+    if args.reference_checkpoint and not args.checkpoint:
+        raise SystemExit("--reference-checkpoint compares against --checkpoint: give both")
+    if args.reference or args.reference_checkpoint:
         _side_by_side(args)
         return
     workdir = Path(args.workdir)
@@ -182,13 +190,17 @@ def _predict_child(args: argparse.Namespace, ckpt: str, rec: dict[str, Path], sr
 
 
 def _side_by_side(args: argparse.Namespace) -> None:
-    """Alternate the reference tree and this checkout on each recording; medians and their ratio."""
+    """Alternate the reference (tree or checkpoint) and this checkout (or ``--checkpoint``) on each
+    recording; medians and their ratio."""
     import statistics
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpts = {}
-    for tag, src in (("reference", args.reference), ("this", None)):
+    if args.reference_checkpoint:  # two trained models, one code tree
+        ckpts = {"reference": args.reference_checkpoint, "this": args.checkpoint}
+        what = f"{args.checkpoint} against {args.reference_checkpoint}"
+    for tag, src in (("reference", args.reference), ("this", None)) if not ckpts else ():
         ckpts[tag] = str(workdir / f"{tag}-{'paper' if args.paper else 'demo'}.pt")
         cmd = [sys.executable, __file__, "--make-checkpoint", ckpts[tag], *(["--paper"] if args.paper else []),
                *(["--config", args.config] if args.config else [])]
@@ -197,7 +209,7 @@ def _side_by_side(args: argparse.Namespace) -> None:
             raise SystemExit(f"cannot make the {tag} checkpoint:\n{proc.stderr}")
         what = proc.stdout.strip().splitlines()[-1]
     print(f"model: {what}; torch threads {args.threads}; chunk {args.chunk_seconds:g} s; {args.rounds} rounds; "
-          f"reference {args.reference}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"reference {args.reference or args.reference_checkpoint}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     print()
     print("| recording | reference (s) | this (s) | × real time, reference | × real time, this | speed-up | "
