@@ -176,6 +176,24 @@ def test_hrnet_attention_pooling(spatial_softmax):
     _check(net, batch, out)
 
 
+def test_hrnet_mirror_average_reads_a_face_and_its_mirror_image_the_same():
+    torch.manual_seed(0)
+    net = HRNetAttPool(image_size=S, n_attention_classes=16, mirror_average=True).eval()
+    batch = _faces([[1, 0, 1], [1, 1, 0]])
+    mirror = {**batch, "faces": batch["faces"].flip(-1)}
+    out, out_m = net(batch), net(mirror)
+    assert torch.allclose(out.features, out_m.features, atol=1e-6)
+    assert torch.allclose(out.attention["spatial"], out_m.attention["spatial"].flip(-1), atol=1e-6)
+    # the same weights without it: the mean of the two views' features
+    net.mirror_average = False
+    plain, plain_m = net(batch), net(mirror)
+    assert not torch.allclose(plain.features, plain_m.features, atol=1e-6)
+    assert torch.allclose(out.features, (plain.features + plain_m.features) / 2, atol=1e-6)
+    net.mirror_average = True
+    net.train()
+    _check(net, batch, net(batch))
+
+
 def test_hrnet_no_face_at_all():
     net = HRNetAttPool(image_size=S, n_attention_classes=8)
     out = net(_faces([[0, 0, 0], [0, 0, 0]]))

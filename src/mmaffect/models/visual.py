@@ -166,6 +166,14 @@ class HRNetAttPool(Branch):
     ``batch['face_mask']`` are computed, others get zero features and
     ``present=False``.
 
+    ``mirror_average=True`` (not in the paper; default off): every face is
+    seen twice, as cropped and mirrored left-right, and the two views'
+    features are averaged, so the features — and the affect read from them —
+    do not depend on which way the camera mirrors the picture (phones'
+    front cameras do) or on the face's left-right asymmetries of lighting
+    and pose. Twice the branch's compute; same weights, so a checkpoint
+    trained without it loads with it.
+
     ``checkpoint=True`` (default): in training with grad enabled the stem, each
     stage-1 bottleneck, each transition, each HR module and the attentional
     pooling run under activation checkpointing (only their inputs are kept,
@@ -192,6 +200,7 @@ class HRNetAttPool(Branch):
         stage_modules: tuple[int, int] = (1, 1),
         spatial_softmax: bool = False,
         checkpoint: bool = True,
+        mirror_average: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != 3:
@@ -201,6 +210,7 @@ class HRNetAttPool(Branch):
         self.image_size, self.rank, self.k = image_size, attention_rank, n_attention_classes
         self.spatial_softmax = spatial_softmax
         self.checkpoint = checkpoint
+        self.mirror_average = mirror_average
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.stem = nn.Sequential(
@@ -309,7 +319,17 @@ class HRNetAttPool(Branch):
         return a, torch.stack(pooled, dim=1)
 
     def frame_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(n, 3, S, S) → features (n, K), saliency (n, h, w), branch weights (n, n_branches)."""
+        """(n, 3, S, S) → features (n, K), saliency (n, h, w), branch weights (n, n_branches).
+
+        With ``mirror_average``: the means over the crop and its mirror image (the mirror's saliency
+        flipped back), so a face and its mirror image give the same features."""
+        if not self.mirror_average:
+            return self._view_features(x)
+        n = x.shape[0]
+        feats, sal, beta = self._view_features(torch.cat([x, x.flip(-1)]))
+        return ((feats[:n] + feats[n:]) / 2, (sal[:n] + sal[n:].flip(-1)) / 2, (beta[:n] + beta[n:]) / 2)
+
+    def _view_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xs = self.backbone(x)
         a, stacked = checkpointed(
             self.top_down, lambda *xs: self.attention_pool(list(xs)), *xs, enabled=self.checkpoint
