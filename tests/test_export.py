@@ -175,9 +175,7 @@ def test_multimodal_parity(tmp_path, name):
 @pytest.mark.parametrize("name", _shipped_predict_models())
 def test_shipped_pretrained_model_parity(tmp_path, name):
     """Every shipped predict model (src/mmaffect/pretrained) exports with ONNX Runtime matching PyTorch."""
-    from mmaffect.checkpoints import available
-
-    report = export_onnx(available()[name].path, tmp_path / "onnx", parts=["all"], example_frames=3,
+    report = export_onnx(f"pretrained:{name}", tmp_path / "onnx", parts=["all"], example_frames=3,
                          verify_batch=2, verify_frames=4)
     for part in report.files:
         assert report.max_abs_diff(part) < 1e-4, (part, report.parity[part])

@@ -422,11 +422,12 @@ def _require_export_deps() -> Any:
 
 
 def _load(checkpoint: Any) -> tuple[dict[str, Any], str]:
-    """The checkpoint dict and a label for messages; a run folder means its ``best.pt``."""
-    from mmaffect.checkpoints import load_checkpoint
+    """The checkpoint dict and a label for messages; a run folder means its ``best.pt``,
+    ``pretrained:NAME`` a shipped model."""
+    from mmaffect.checkpoints import load_checkpoint, resolve
 
     if isinstance(checkpoint, (str, Path)):
-        path = Path(checkpoint)
+        path = resolve(checkpoint)
         if path.is_dir():
             path = path / "best.pt"
         return load_checkpoint(path), str(path)
