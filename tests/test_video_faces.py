@@ -392,3 +392,14 @@ def test_absent_scan_every_comes_from_the_faces_config() -> None:
     assert face_options(resolve_prepare_config({})["faces"])["absent_scan_every"] == 0.3
     old = {"faces": {"size": 48}, "audio": {}}
     assert face_options(resolve_prepare_config(_legacy_prepare_config(old))["faces"])["absent_scan_every"] == 0.0
+
+
+def test_detector_overrides_are_checked() -> None:
+    from mmaffect.errors import ConfigError
+    from mmaffect.preprocess.faces import with_detector
+
+    faces = {"size": 96, "margin": 0.25, "min_face": 0.12, "detect_width": 320}
+    assert with_detector(faces) == faces and with_detector(faces, detect_width=640)["min_face"] == 0.12
+    for bad in ({"min_face": 0.0}, {"min_face": 1.5}, {"detect_width": 10}, {"detect_width": 320.5}):
+        with pytest.raises(ConfigError):
+            with_detector(faces, **bad)

@@ -226,6 +226,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
     jobs = plan_inputs([Path(p) for p in args.inputs], sides)
     predictor = load_predictor(args.checkpoint, device=args.device)
+    if args.min_face is not None or args.detect_width is not None:
+        predictor.use_face_detector(min_face=args.min_face, detect_width=args.detect_width)
     face_model = isinstance(predictor, FacePredictor)
     if not face_model:
         images = [j for j in jobs if j.images]
@@ -324,6 +326,12 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
                    help="frames more than this long after the last frame with any input (speech heard, a face, "
                         f"words) get empty arousal/valence, as do frames before the first (default "
                         f"{DEFAULT_MAX_GAP:g}; 'none': no limit after the first input)")
+    s.add_argument("--min-face", type=float, default=None, metavar="FRACTION",
+                   help="smallest face searched, as a fraction of the frame height (default: the model's, "
+                        "usually 0.12); e.g. 0.05 for a wide shot, with --detect-width")
+    s.add_argument("--detect-width", type=int, default=None, metavar="PIXELS",
+                   help="width full face scans downscale the frame to (default: the model's, usually 320); "
+                        "e.g. 960 to find small faces in HD video")
     s.add_argument("--fail-fast", action="store_true",
                    help="stop at the first recording that fails (default: go on, list the failures, exit 2)")
     s.add_argument("--no-figures", action="store_true", help="only the CSV and report")

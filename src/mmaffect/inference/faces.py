@@ -242,6 +242,16 @@ class FacePredictor:
         return cls(model=model, model_name=str(cfg["model_name"]), classes=FERPLUS_CATEGORIES,
                    image_size=_image_size(cfg), face_config=faces, source=str(path), device=device)
 
+    def use_face_detector(self, *, min_face: float | None = None, detect_width: int | None = None
+                          ) -> FacePredictor:
+        """:meth:`mmaffect.inference.predictor.Predictor.use_face_detector`, for face models. Returns self."""
+        from mmaffect.preprocess.faces import with_detector
+
+        self.face_config = with_detector(self.face_config, min_face=min_face, detect_width=detect_width)
+        if self.run_predictor is not None:
+            self.run_predictor.use_face_detector(min_face=min_face, detect_width=detect_width)
+        return self
+
     # ------------------------------------------------------------------ networks
 
     @torch.inference_mode()
@@ -300,6 +310,10 @@ class FacePredictor:
             report["categories"] = list(self.classes)
         if n and n_face == 0:
             report["warning"] = f"no face found in any of the {n} {what}: every row is masked"
+            if what == "frames":  # a video: the detector settings may be why
+                from mmaffect.preprocess.faces import no_face_warning
+
+                report["warning"] += "; " + no_face_warning(f).split("masked throughout ", 1)[1]
         report["seconds"] = time.perf_counter() - t0
         return report
 

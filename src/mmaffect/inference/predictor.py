@@ -305,6 +305,17 @@ class Predictor:
         return cls(model=model, config=ckpt["config"], prepare_config=ckpt["prepare_config"],
                    source=str(path), device=device)
 
+    def use_face_detector(self, *, min_face: float | None = None, detect_width: int | None = None) -> Predictor:
+        """Search faces with other detector settings (e.g. the small faces of a wide shot:
+        ``min_face=0.05, detect_width=960``); the crops stay as the model was trained. Returns self."""
+        from mmaffect.preprocess.faces import with_detector
+
+        if "visual" not in self.modalities:
+            raise ConfigError(f"{self.source}: {self.model_name!r} reads no faces; face detector settings do not apply")
+        self.prepare_config["faces"] = with_detector(self.prepare_config["faces"], min_face=min_face,
+                                                     detect_width=detect_width)
+        return self
+
     # ------------------------------------------------------------------ inputs
 
     @property
@@ -579,13 +590,14 @@ class _Streams:
         modalities = predictor.modalities
         self.turns = rec.target_turns
         self.face_report: dict[str, int] | None = None
+        self.face_options: dict[str, Any] = {}
         self.faces: Any = None
         self.audio: AudioFrames | None = None
         self.text: dict[str, Any] | None = None
         try:
             if "visual" in modalities and video is not None:
                 self.face_report = new_face_report(len(times))
-                options = face_options(cfg["faces"])
+                options = self.face_options = face_options(cfg["faces"])
                 it = iter_faces(video, times, report=self.face_report, **options)
                 self.faces = prefetch(face_chunks(it, len(times), chunk, options["size"]), depth=1)
             if "audio" in modalities and wav is not None:
@@ -615,14 +627,15 @@ class _Streams:
 
     def report(self) -> dict[str, Any]:
         """The report entries of the streams: ``faces`` (and a warning), ``speech``."""
-        from mmaffect.preprocess.faces import video_coverage_warning
+        from mmaffect.preprocess.faces import no_face_warning, video_coverage_warning
 
         out: dict[str, Any] = {}
         if self.face_report is not None:
             out["faces"] = dict(self.face_report)
             short = video_coverage_warning(self.face_report)
+            out["face_detector"] = {k: self.face_options[k] for k in ("min_face", "detect_width")}
             if self.face_report["n_faces_found"] == 0:
-                out["warning"] = "no face found in the video: the visual modality is masked throughout"
+                out["warning"] = no_face_warning(self.face_options)
             elif short is not None:
                 out["warning"] = short
         if self.audio is not None:

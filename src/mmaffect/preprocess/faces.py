@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from mmaffect.errors import DataError
+from mmaffect.errors import ConfigError, DataError
 from mmaffect.preprocess.video import frames_at, probe_video
 
 __all__ = [
@@ -400,6 +400,41 @@ def new_face_report(n_frames: int) -> dict[str, int]:
     )
     report["n_frames"] = n_frames
     return report
+
+
+def with_detector(faces: Mapping[str, Any], *, min_face: float | None = None,
+                  detect_width: int | None = None) -> dict[str, Any]:
+    """A copy of a ``faces`` section with other detector settings (None keeps one): where faces are
+    searched, never what a crop shows (size, margin, grey stay as the model was trained).
+
+    ``min_face``: the smallest face searched, as a fraction of the frame height (0, 1]; ``detect_width``:
+    the width full scans downscale the frame to (≥ 24 pixels). A wide shot, where a face fills less
+    than the default 12 % of the height, needs a smaller ``min_face`` and a larger ``detect_width``.
+
+    >>> with_detector({"size": 96, "min_face": 0.12, "detect_width": 320}, min_face=0.05, detect_width=960)
+    {'size': 96, 'min_face': 0.05, 'detect_width': 960}
+    """
+    out = dict(faces)
+    if min_face is not None:
+        if not 0.0 < float(min_face) <= 1.0:
+            raise ConfigError(f"min_face must be a fraction of the frame height in (0, 1], not {min_face!r}")
+        out["min_face"] = float(min_face)
+    if detect_width is not None:
+        if int(detect_width) != detect_width or int(detect_width) < _WINDOW:
+            raise ConfigError(f"detect_width must be a whole number of pixels >= {_WINDOW}, not {detect_width!r}")
+        out["detect_width"] = int(detect_width)
+    return out
+
+
+def no_face_warning(faces: Mapping[str, Any]) -> str:
+    """The warning of a video in which no face was found, with the settings that may find small ones.
+
+    >>> no_face_warning({"min_face": 0.12, "detect_width": 320})[:60]
+    'no face found in the video: the visual modality is masked th'
+    """
+    return (f"no face found in the video: the visual modality is masked throughout (faces smaller than "
+            f"{float(faces['min_face']):.0%} of the frame height are not searched; for a wide shot try "
+            "--min-face 0.05 --detect-width 960)")
 
 
 def video_coverage_warning(report: dict[str, int]) -> str | None:
