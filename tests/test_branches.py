@@ -194,6 +194,21 @@ def test_hrnet_mirror_average_reads_a_face_and_its_mirror_image_the_same():
     _check(net, batch, net(batch))
 
 
+def test_hrnet_inference_in_slices_gives_the_same_values(monkeypatch):
+    import mmaffect.models.visual as visual
+
+    torch.manual_seed(0)
+    net = HRNetAttPool(image_size=S, n_attention_classes=16).eval()
+    batch = _faces([[1, 0, 1], [1, 1, 0]])
+    whole = net(batch)  # grad enabled: one pass
+    monkeypatch.setattr(visual, "INFERENCE_FRAMES", 2)
+    with torch.no_grad():
+        sliced = net(batch)  # 4 faces, 2 at a time
+    assert torch.allclose(whole.features, sliced.features, atol=1e-6)
+    for key in ("spatial", "branches"):
+        assert torch.allclose(whole.attention[key], sliced.attention[key], atol=1e-6)
+
+
 def test_hrnet_no_face_at_all():
     net = HRNetAttPool(image_size=S, n_attention_classes=8)
     out = net(_faces([[0, 0, 0], [0, 0, 0]]))

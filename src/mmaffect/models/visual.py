@@ -125,6 +125,10 @@ class HRModule(nn.Module):
         return out
 
 
+INFERENCE_FRAMES = 32
+"""Faces per HRNet-3 forward pass without gradients (:meth:`HRNetAttPool.forward`)."""
+
+
 @register_branch(
     "visual-hrnet3-attpool", modality="visual",
     description="3-stage HRNet with attentional (low-rank second-order) pooling (the paper's visual network)",
@@ -352,7 +356,13 @@ class HRNetAttPool(Branch):
         flat = rearrange(faces, "b t c h w -> (b t) c h w")
         idx = keep.nonzero(as_tuple=True)[0]
         hw = math.ceil(math.ceil(faces.shape[-1] / 2) / 2)  # 1/4 resolution after the stride-2 stem
-        if idx.numel():
+        if idx.numel() and not torch.is_grad_enabled() and idx.numel() > INFERENCE_FRAMES:
+            # Inference: the frames a few hundred at a time (each frame is computed on its own, so the
+            # values are the same), so memory stays flat however long the chunk `predict` passes in.
+            parts = [self.frame_features(flat[idx[k:k + INFERENCE_FRAMES]])
+                     for k in range(0, idx.numel(), INFERENCE_FRAMES)]
+            feats, sal, beta = (torch.cat(p) for p in zip(*parts))
+        elif idx.numel():
             feats, sal, beta = self.frame_features(flat[idx])
         else:
             feats = faces.new_zeros(0, self.out_dim)
