@@ -14,7 +14,7 @@ from mmaffect.errors import ConfigError
 from mmaffect.preprocess.audio import apply_gain
 from mmaffect.preprocess.loudness import LoudnessMeter, integrated_loudness, normalisation_gain_db
 from mmaffect.preprocess.vad import energy_frames, segments_to_frames, silero_segments, speech_frames
-from mmaffect.training.augment_audio import AudioAugment, AudioAugmentConfig, encode_decode
+from mmaffect.training.augment_audio import AudioAugment, AudioAugmentConfig, encode_decode, telephone
 
 SR = 22050
 EMODB = Path(os.environ.get("MMAFFECT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "emodb"
@@ -135,7 +135,7 @@ def test_codec_round_trip_keeps_length_and_alignment(codec: str) -> None:
 
 def test_augmentation_is_reproducible_and_changes_the_signal() -> None:
     every = {"enabled": True, "p_room": 1.0, "p_noise": 1.0, "p_eq": 1.0, "p_gain": 1.0, "p_band": 1.0,
-             "p_codec": 1.0}
+             "p_phone": 1.0, "p_codec": 1.0}
     aug = AudioAugment(config=AudioAugmentConfig.from_mapping(every), sample_rate=SR)
     x = _voice_like()
     a = aug(x, np.random.default_rng(5))
@@ -146,10 +146,22 @@ def test_augmentation_is_reproducible_and_changes_the_signal() -> None:
     assert np.array_equal(aug(np.zeros(SR, np.float32), np.random.default_rng(0)), np.zeros(SR))  # silence stays
 
 
+def test_telephone_keeps_the_voice_band_only() -> None:
+    t = np.arange(SR * 2) / SR
+    tones = {f: (0.2 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (100, 1000, 6000)}
+    out = {f: telephone(x, sample_rate=SR) for f, x in tones.items()}
+    level = {f: float(np.sqrt(np.mean(y[SR // 4: -SR // 4] ** 2)) / np.sqrt(np.mean(tones[f] ** 2)))
+             for f, y in out.items()}
+    assert level[1000] > 0.9 and level[100] < 0.2 and level[6000] < 0.05, level  # 300-3400 Hz at 8 kHz
+    assert all(y.shape == tones[f].shape and y.dtype == np.float32 for f, y in out.items())
+    mid = slice(SR // 4, -SR // 4)
+    assert 0 < np.abs(out[1000][mid] - tones[1000][mid]).max() < 0.05  # µ-law: 8-bit steps, in phase
+
+
 def test_augmentation_config_errors_name_the_key() -> None:
     assert AudioAugmentConfig.from_mapping(None).enabled is False
     for bad, key in [({"p_noise": 2}, "p_noise"), ({"snr_db": [30, 10]}, "snr_db"), ({"codecs": ["ogg"]}, "codecs"),
-                     ({"reverb": 1}, "reverb"), ({"gain_db": -3}, "gain_db")]:
+                     ({"reverb": 1}, "reverb"), ({"gain_db": -3}, "gain_db"), ({"p_phone": 1.5}, "p_phone")]:
         with pytest.raises(ConfigError, match=key):
             AudioAugmentConfig.from_mapping(bad)
 

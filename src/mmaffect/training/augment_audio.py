@@ -16,7 +16,9 @@ own probability):
    (audiomentations ``Gain``);
 4. **band limit** — resampling down to a rate drawn from ``rates`` and back
    (soxr): telephone 8 kHz to studio 48 kHz;
-5. **codec** — AAC or MP3 at a bit rate drawn from ``bitrates`` kbit/s,
+5. **telephone** — a phone call's channel (:func:`telephone`): 8 kHz,
+   the 300–3400 Hz voice band, G.711 µ-law (``p_phone``, off by default);
+6. **codec** — AAC or MP3 at a bit rate drawn from ``bitrates`` kbit/s,
    encoded and decoded by FFmpeg through PyAV, its delay removed.
 
 The result is clipped to [-1, 1]. Speech activity and masks are those of the
@@ -93,7 +95,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "p_noise": _prob, "snr_db": _pair,
     "p_eq": _prob, "eq_db": _decibels,
     "p_gain": _prob, "gain_db": _decibels,
-    "p_band": _prob, "rates": _pair,
+    "p_band": _prob, "rates": _pair, "p_phone": _prob,
     "p_codec": _prob, "codecs": _codecs, "bitrates": _pair,
 }
 
@@ -113,6 +115,7 @@ class AudioAugmentConfig:
     gain_db: float = 6.0
     p_band: float = 0.3
     rates: tuple[float, float] = (8000.0, 48000.0)
+    p_phone: float = 0.0
     p_codec: float = 0.3
     codecs: tuple[str, ...] = ("aac", "mp3")
     bitrates: tuple[float, float] = (32.0, 128.0)
@@ -140,6 +143,31 @@ def _room_response(rt60: float, sample_rate: int, rng: np.random.Generator) -> n
     ir = 0.3 * tail / max(np.sqrt(np.sum(tail ** 2)), 1e-9)
     ir[0] = 1.0
     return ir / np.sqrt(np.sum(ir ** 2))
+
+
+def telephone(wave: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """``wave`` through a phone call's channel and back at ``sample_rate``: resampled to 8 kHz, the
+    300–3400 Hz voice band (4th-order Butterworth band-pass, ITU-T G.712's band), 8-bit G.711 µ-law
+    (µ = 255), same length.
+
+    >>> x = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000).astype(np.float32) * 0.5
+    >>> y = telephone(x, sample_rate=16000)
+    >>> y.shape, round(float(np.corrcoef(x[2000:-2000], y[2000:-2000])[0, 1]), 2)
+    ((16000,), 1.0)
+    """
+    import soxr
+    from scipy.signal import butter, sosfiltfilt
+
+    x = soxr.resample(np.asarray(wave, np.float32), sample_rate, 8000)
+    x = sosfiltfilt(butter(4, [300, 3400], btype="bandpass", fs=8000, output="sos"), x)  # zero phase
+    mu = 255.0
+    x = np.clip(x, -1.0, 1.0)
+    code = np.round(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) * 127.0) / 127.0  # 8 bits
+    x = np.sign(code) * np.expm1(np.abs(code) * np.log1p(mu)) / mu
+    y = soxr.resample(x.astype(np.float32), 8000, sample_rate)[: len(wave)]
+    if len(y) < len(wave):
+        y = np.concatenate([y, np.zeros(len(wave) - len(y), np.float32)])
+    return y.astype(np.float32, copy=False)
 
 
 def encode_decode(wave: np.ndarray, *, sample_rate: int, codec: str, kbps: float) -> np.ndarray:
@@ -224,6 +252,8 @@ class AudioAugment:
             rate = int(rng.uniform(*c.rates))
             if rate < sr:
                 x = soxr.resample(soxr.resample(x, sr, rate), rate, sr)[: len(wave)].astype(np.float32)
+        if c.p_phone > 0 and rng.random() < c.p_phone:  # no draw when off: older runs' draws stay the same
+            x = telephone(x, sample_rate=sr)
         if rng.random() < c.p_codec:
             codec = str(rng.choice(list(c.codecs)))
             x = encode_decode(np.clip(x, -1, 1), sample_rate=sr, codec=codec, kbps=float(rng.uniform(*c.bitrates)))

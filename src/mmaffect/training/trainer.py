@@ -334,6 +334,8 @@ def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None
             c["data"]["cache"] = str(Path(c["data"]["cache"]).absolute())
     b.setdefault("augment", builtin_config("train")["augment"])  # runs from before `augment` had none (= off)
     b.setdefault("freeze", [])  # runs from before `freeze` (= nothing frozen)
+    if isinstance(b.get("augment"), dict) and isinstance(b["augment"].get("audio"), dict):
+        b["augment"]["audio"].setdefault("p_phone", 0.0)  # runs from before the telephone step (= off)
     for key in RESUMABLE_KEYS:
         for c in (a, b):
             node = c
