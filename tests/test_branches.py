@@ -115,6 +115,24 @@ def test_audio_branches(cls):
     _check(net, batch, out)
 
 
+def test_li2019_mel_band_limits():
+    net = Li2019(f_min=300.0, f_max=3400.0)
+    freqs = torch.linspace(0, 22050 / 2, net.mel.shape[0])
+    used = net.mel.sum(1) > 0
+    assert freqs[used].min() > 250 and freqs[used].max() < 3450  # only the voice band reaches the network
+    # what lies above the band does not change what the network sees of a voice-band sound
+    t = torch.arange(2205) / 22050
+    voice = 0.3 * torch.sin(2 * torch.pi * 1000 * t)[None]
+    high = 0.3 * torch.sin(2 * torch.pi * 6000 * t)[None]
+    peak = net.log_mel(voice)[0].amax(dim=-1)
+    strong = peak > peak.max() - 3  # the bands the 1-kHz tone fills (within a factor e^3 of its peak)
+    assert (net.log_mel(voice + high) - net.log_mel(voice))[0, strong].abs().max() < 0.1
+    full = Li2019()
+    assert (full.log_mel(voice + high) - full.log_mel(voice)).abs().max() > 1.0  # the full band sees it
+    with pytest.raises(ValueError):
+        Li2019(f_min=4000.0, f_max=3400.0)
+
+
 def test_tzirakis_crop_plan_matches_hand_derivation():
     plan = _plan_half_crops(4410, (8, 6, 6), (10, 5, 5))
     assert plan is not None and plan["n_out"] == 17

@@ -426,7 +426,9 @@ class Li2019(Branch):
     statistics pooling; no official code, the sizes here are our choice).
 
     Per frame: log-mel spectrogram (``torch.stft``, Hann window ``n_fft``,
-    ``hop`` samples, centred; ``n_mels`` bands, log(mel + 1e-6)) → two conv
+    ``hop`` samples, centred; ``n_mels`` bands from ``f_min`` to ``f_max``
+    (default 0 to half the sample rate; 300–3400 Hz is the band every
+    microphone and phone line carries), log(mel + 1e-6)) → two conv
     blocks (conv3×3 → BN → ReLU → max-pool 2 over frequency only, keeping the
     time resolution) → BLSTM over the spectrogram's time steps → scaled
     dot-product self-attention over those steps → statistics pooling (mean ‖
@@ -445,14 +447,19 @@ class Li2019(Branch):
         hop: int = 220,
         n_mels: int = 40,
         sample_rate: int = 22050,
+        f_min: float = 0.0,
+        f_max: float | None = None,
         conv_channels: tuple[int, ...] = (16, 32),
         lstm_hidden: int = 64,
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
+        if not 0.0 <= f_min < (f_max if f_max is not None else sample_rate / 2) <= sample_rate / 2:
+            raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got {f_min}, {f_max}, {sample_rate}")
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.register_buffer("mel", mel_filterbank(n_fft=n_fft, n_mels=n_mels, sample_rate=sample_rate), persistent=False)
+        self.register_buffer("mel", mel_filterbank(n_fft=n_fft, n_mels=n_mels, sample_rate=sample_rate,
+                                                   f_min=f_min, f_max=f_max), persistent=False)
         blocks: list[nn.Module] = []
         c_in, n_freq = 1, n_mels
         for c in conv_channels:
