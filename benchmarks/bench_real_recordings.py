@@ -22,7 +22,8 @@ shows):
   as for microphones);
 * **channel invariance** (audio models) — 8 EmoDB utterances joined by
   pauses, and the same recording 20 dB quieter, recorded at 48 kHz,
-  AAC-coded at 64 kbit/s, and with noise at 20 dB SNR: mean absolute change
+  AAC-coded at 64 kbit/s, with noise at 20 dB SNR, and through a telephone
+  (8 kHz, 300–3400 Hz, µ-law WAV): mean absolute change
   of arousal and valence on the speech frames (issue #11 asks ≤ 0.1);
 * **another studio** (audio models) — every EmoDB utterance through a fixed
   "other studio" chain (48 kHz, a microphone EQ, a small room, 12 dB

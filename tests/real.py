@@ -6,7 +6,8 @@
   FER+ (research use only; tests skip when it is absent): :func:`shared_data`.
 * :func:`channel_variants` writes one real recording as a user's other
   microphones and files would give it: 20 dB quieter, recorded at 48 kHz,
-  AAC-coded at 64 kbit/s, with noise at 20 dB SNR.
+  AAC-coded at 64 kbit/s, with noise at 20 dB SNR, and through a telephone
+  (8 kHz, 300-3400 Hz, µ-law WAV).
 * :func:`camera_variants` writes one real clip as other cameras, rooms and
   files would give it: a dim room, overexposed, a warm white balance,
   mirrored (a phone's front camera), half the resolution, re-encoded,
@@ -124,7 +125,31 @@ def channel_variants(wave: np.ndarray, rate: int, folder: Path, *, seed: int = 0
     noise *= np.sqrt(np.mean(speech ** 2) / np.mean(noise ** 2)) * 10 ** (-20 / 20)
     sf.write(files["noise 20 dB SNR"], np.clip(wave + noise, -1, 1), rate, subtype="FLOAT")
     files["AAC 64 kbit/s"] = write_aac(wave, rate, folder / "aac.m4a")
+    files["telephone"] = write_telephone(wave, rate, folder / "phone.wav")
     return files
+
+
+def write_telephone(wave: np.ndarray, rate: int, dest: Path) -> Path:
+    """``wave`` as a phone call records it: 8 kHz, the 300-3400 Hz voice band (a Chebyshev band-pass,
+    not the training augmentation's filter), stored as G.711 µ-law in a WAV file (FFmpeg's
+    ``pcm_mulaw`` encoder through PyAV)."""
+    import av
+    import soxr
+    from scipy.signal import cheby1, sosfilt
+
+    x = soxr.resample(np.asarray(wave, np.float32), rate, 8000)
+    x = sosfilt(cheby1(3, 0.5, [300, 3400], btype="bandpass", fs=8000, output="sos"), x).astype(np.float32)
+    with av.open(str(dest), "w", format="wav") as out:
+        stream = out.add_stream("pcm_mulaw", rate=8000, layout="mono")
+        to_codec = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.clip(x, -1, 1)[None, :], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for resampled in to_codec.resample(frame):
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return dest
 
 
 def _gamma(image: np.ndarray, gamma: float) -> np.ndarray:
