@@ -202,20 +202,25 @@ def resolve_train_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("data.annotation_delay cannot be negative")
     if optim.get("scheduler", "none") not in SCHEDULERS:
         raise ConfigError(f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, not {optim['scheduler']!r}")
-    init = out.get("init_from") or {}
+    out["freeze"] = _checked_branch_options(out, spec)
+    return out
+
+
+def _checked_branch_options(cfg: Mapping[str, Any], spec: Any) -> list[str]:
+    """Check ``init_from`` and ``freeze`` against the model's branches; the ``freeze`` list."""
+    init = cfg.get("init_from") or {}
     extra = {m for m, p in init.items() if p} - set(spec.modalities)
     if extra:
         raise ConfigError(f"init_from names branches {sorted(m for m, p in init.items() if p)} but "
                           f"{spec.name!r} has only {', '.join(spec.modalities)}")
-    freeze = list(out.get("freeze") or [])
+    freeze = list(cfg.get("freeze") or [])
     if set(freeze) - set(spec.modalities):
         raise ConfigError(f"freeze names branches {freeze} but {spec.name!r} has only {', '.join(spec.modalities)}")
     uninitialised = [m for m in freeze if not init.get(m)]
     if uninitialised:
         raise ConfigError(f"freeze: {uninitialised} would keep random weights; give init_from."
                           f"{uninitialised[0]}=CHECKPOINT (a frozen branch is kept as initialised)")
-    out["freeze"] = freeze
-    return out
+    return freeze
 
 
 # optim.scheduler: none; plateau (halve lr after 2 epochs without a better devel score); warmup-cosine
