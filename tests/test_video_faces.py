@@ -403,3 +403,13 @@ def test_detector_overrides_are_checked() -> None:
     for bad in ({"min_face": 0.0}, {"min_face": 1.5}, {"detect_width": 10}, {"detect_width": 320.5}):
         with pytest.raises(ConfigError):
             with_detector(faces, **bad)
+
+
+def test_cached_face_streams_of_phone_videos_get_a_new_key(tmp_path: Path) -> None:
+    # crops cached before frames were turned upright came from sideways frames: their key changes,
+    # the keys of every other video stay as they were
+    from mmaffect.preprocess.pipeline import _upright_key
+
+    _write_video(tmp_path / "plain.mp4", _moving_face, _grid(0.5, 15))
+    _write_video(tmp_path / "phone.mp4", _moving_face, _grid(0.5, 15), rotation=270)
+    assert _upright_key(tmp_path / "plain.mp4") == {} and _upright_key(tmp_path / "phone.mp4") == {"rotation": 270}

@@ -191,6 +191,16 @@ def _video_has_audio(path: str, mtime_ns: int, size: int) -> bool:
 AUDIO_READER = 2
 
 
+def _upright_key(video: Path) -> dict[str, int]:
+    """``{"rotation": degrees}`` for a video with a display matrix, else nothing: face streams cached
+    before frames were turned upright (they hold the sideways frames' crops) are recomputed, the
+    others keep their keys."""
+    from mmaffect.preprocess.video import probe_video
+
+    rotation = probe_video(video).rotation
+    return {"rotation": rotation} if rotation else {}
+
+
 def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedder_id: dict | None) -> dict[str, str | None]:
     """Cache key per stream; ``None`` where the stream's input is absent."""
     inputs = session.inputs()
@@ -205,7 +215,7 @@ def stream_keys(session: Session, times: np.ndarray, cfg: dict[str, Any], embedd
         if audio_source(session) is not None else None
     )
     keys["faces"] = (
-        params_digest({**base, "video": digests["video"], "p": cfg["faces"]})
+        params_digest({**base, "video": digests["video"], "p": cfg["faces"], **_upright_key(session.video)})
         if session.video is not None and cfg["faces"]["enabled"] else None
     )
     text_p = {k: v for k, v in cfg["text"].items() if k != "enabled"}
