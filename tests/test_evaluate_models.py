@@ -73,6 +73,8 @@ def test_evaluate_errors_are_one_line(cache: Path, tmp_path: Path, capsys: pytes
     fusion = tiny_checkpoint(tmp_path / "fusion.pt", "fusion-hierarchical")
     err = one_line_error(capsys, ["evaluate", str(fusion), "--cache", str(cache)])
     assert "faces.size" in err  # tiny fusion: 32-pixel faces; the cache: 96
+    err = one_line_error(capsys, ["evaluate", "pretrained:composite-fusion", "--cache", str(cache)])
+    assert "faces.grey=True" in err  # the default model's face branch reads grey crops; the cache: colour
     err = one_line_error(capsys, ["evaluate", "pretrained:emobank-text", "--cache", str(cache)])
     assert "none of the inputs" in err and "text" in err
     err = one_line_error(capsys, ["evaluate", "pretrained:ferplus-hrnet3", "--cache", str(cache)])

@@ -238,13 +238,13 @@ def evaluate_run(
 # Preprocessing keys that must agree between a model and the cache it is scored on, per modality.
 _MUST_MATCH = {"audio": (("audio", "sample_rate"), ("audio", "frame_samples")),
                "text": (("text", "embedder"),),
-               "visual": (("faces", "size"),)}
+               "visual": (("faces", "size"), ("faces", "grey"))}
 
 
 def check_cache_fits(path: Path, model_name: str, modalities: Sequence[str], model_prep: dict[str, Any] | None,
                      cache_prep: dict[str, Any], cache_root: Path) -> None:
     """Refuse, in one line, a cache whose arrays the model cannot read (another sample rate,
-    frame size, embedder or face size than the model was trained with)."""
+    frame size, embedder, face size or grey/colour crops than the model was trained with)."""
     if not model_prep:
         return
     for modality in modalities:
