@@ -178,13 +178,13 @@ def test_video_without_audio_track_masks_audio(corpus, prepared, tmp_path):
     session_dir = tmp_path / "generic" / "silent"
     session_dir.mkdir(parents=True)
     shutil.copy(corpus / "video" / "Devel_01.avi", session_dir / "video.avi")
-    from mmaffect.preprocess.pipeline import _video_has_audio
+    from mmaffect.preprocess.pipeline import _probe_video
 
-    _video_has_audio.cache_clear()
+    _probe_video.cache_clear()
     report = prepare(read_corpus(tmp_path / "generic"), tmp_path / "cache", config=cfg, progress=False)
-    # the container is probed for an audio track once, though the grid, the cache keys and the
-    # decoder each ask (each probed it before: 4 probe_video calls per session on a real mp4, now 2)
-    probes = _video_has_audio.cache_info()
+    # the container is probed once, though the grid, the cache keys and the decoder each ask
+    # (each probed it before: 4 probe_video calls per session on a real mp4, now 2)
+    probes = _probe_video.cache_info()
     assert probes.misses == 1 and probes.hits >= 2, probes
     entry = report.sessions["silent"]
     assert entry["streams"]["audio"] is None and entry["report"]["audio"] == {"absent": True}
@@ -199,20 +199,20 @@ def test_audio_source_of_a_vanished_or_rewritten_video(corpus, tmp_path):
     # the probe is memoised per file version: a video rewritten in place is probed again, and one
     # that vanished after the corpus was read raises the reader's error naming the file
     from mmaffect.errors import DataError
-    from mmaffect.preprocess.pipeline import _video_has_audio, audio_source
+    from mmaffect.preprocess.pipeline import _probe_video, audio_source
 
     session_dir = tmp_path / "generic" / "clip"
     session_dir.mkdir(parents=True)
     video = session_dir / "video.avi"
     shutil.copy(corpus / "video" / "Devel_01.avi", video)
     session = read_corpus(tmp_path / "generic")[0]
-    _video_has_audio.cache_clear()
+    _probe_video.cache_clear()
     assert audio_source(session) is None and audio_source(session) is None
-    assert _video_has_audio.cache_info().misses == 1
+    assert _probe_video.cache_info().misses == 1
     shutil.copy(corpus / "video" / "Train_01.avi", video)
     os.utime(video, ns=(1, 1))  # a new version even where the copy keeps size and mtime resolution
     assert audio_source(session) is None
-    assert _video_has_audio.cache_info().misses == 2
+    assert _probe_video.cache_info().misses == 2
     video.unlink()
     with pytest.raises(DataError, match="video.avi"):
         audio_source(session)

@@ -82,6 +82,8 @@ def test_a_wide_shot_needs_and_gets_the_small_face_settings(tmp_path: Path, caps
     reference = mmaffect.load(device="cpu").predict(WEBCAM)
     pred = mmaffect.load(device="cpu").predict_full(wide)
     assert not pred.frame["face"].any() and "--min-face 0.05 --detect-width 960" in pred.report["warning"]
+    faces = mmaffect.load("pretrained:ferplus-hrnet3", device="cpu").predict_video(wide)  # a face model says so too
+    assert "no face found in any of the 24 frames" in faces.report["warning"] and "--min-face" in faces.report["warning"]
     assert cli_main(["predict", str(wide), "--out", str(tmp_path / "out"), "--no-figures", "--quiet",
                      "--min-face", "0.05", "--detect-width", "960"]) in (0, None)
     frame = pd.read_csv(tmp_path / "out" / "predictions.csv")

@@ -311,9 +311,9 @@ class FacePredictor:
         if n and n_face == 0:
             report["warning"] = f"no face found in any of the {n} {what}: every row is masked"
             if what == "frames":  # a video: the detector settings may be why
-                from mmaffect.preprocess.faces import no_face_warning
+                from mmaffect.preprocess.faces import small_face_hint
 
-                report["warning"] += "; " + no_face_warning(f).split("masked throughout ", 1)[1]
+                report["warning"] += f" ({small_face_hint(f)})"
         report["seconds"] = time.perf_counter() - t0
         return report
 

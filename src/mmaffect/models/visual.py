@@ -357,8 +357,8 @@ class HRNetAttPool(Branch):
         idx = keep.nonzero(as_tuple=True)[0]
         hw = math.ceil(math.ceil(faces.shape[-1] / 2) / 2)  # 1/4 resolution after the stride-2 stem
         if idx.numel() and not torch.is_grad_enabled() and idx.numel() > INFERENCE_FRAMES:
-            # Inference: the frames a few hundred at a time (each frame is computed on its own, so the
-            # values are the same), so memory stays flat however long the chunk `predict` passes in.
+            # Inference: INFERENCE_FRAMES faces at a time (each is computed on its own, so the values
+            # are the same), so memory stays flat however long the chunk `predict` passes in.
             parts = [self.frame_features(flat[idx[k:k + INFERENCE_FRAMES]])
                      for k in range(0, idx.numel(), INFERENCE_FRAMES)]
             feats, sal, beta = (torch.cat(p) for p in zip(*parts))

@@ -426,15 +426,19 @@ def with_detector(faces: Mapping[str, Any], *, min_face: float | None = None,
     return out
 
 
-def no_face_warning(faces: Mapping[str, Any]) -> str:
-    """The warning of a video in which no face was found, with the settings that may find small ones.
+def small_face_hint(faces: Mapping[str, Any]) -> str:
+    """Why a video may show no face to the detector, and the settings that find small ones.
 
-    >>> no_face_warning({"min_face": 0.12, "detect_width": 320})[:60]
-    'no face found in the video: the visual modality is masked th'
+    >>> small_face_hint({"min_face": 0.12, "detect_width": 320})
+    'faces smaller than 12% of the frame height are not searched; for a wide shot try --min-face 0.05 --detect-width 960'
     """
-    return (f"no face found in the video: the visual modality is masked throughout (faces smaller than "
-            f"{float(faces['min_face']):.0%} of the frame height are not searched; for a wide shot try "
-            "--min-face 0.05 --detect-width 960)")
+    return (f"faces smaller than {float(faces['min_face']):.0%} of the frame height are not searched; "
+            "for a wide shot try --min-face 0.05 --detect-width 960")
+
+
+def no_face_warning(faces: Mapping[str, Any]) -> str:
+    """The warning of a video in which no face was found (``predict``), with :func:`small_face_hint`."""
+    return f"no face found in the video: the visual modality is masked throughout ({small_face_hint(faces)})"
 
 
 def video_coverage_warning(report: dict[str, int]) -> str | None:

@@ -162,7 +162,7 @@ def audio_source(session: Session) -> Path | None:
     """
     if session.audio is None:
         return None
-    if session.meta.get("audio_from_video") and not _video_has_audio(*_file_version(Path(session.audio))):
+    if session.meta.get("audio_from_video") and not _probe_video(*_file_version(Path(session.audio))).has_audio:
         return None
     return Path(session.audio)
 
@@ -178,12 +178,13 @@ def _file_version(path: Path) -> tuple[str, int, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _video_has_audio(path: str, mtime_ns: int, size: int) -> bool:
-    """Whether a video holds an audio track; memoised per file version (path, mtime, size), since
-    one session asks several times (grid, recording length, cache keys, decoding)."""
+def _probe_video(path: str, mtime_ns: int, size: int) -> Any:
+    """:func:`~mmaffect.preprocess.video.probe_video`, memoised per file version (path, mtime, size),
+    since one session asks several times (audio track: grid, recording length, cache keys, decoding;
+    display rotation: the face stream's key)."""
     from mmaffect.preprocess.video import probe_video
 
-    return probe_video(path).has_audio
+    return probe_video(path)
 
 
 # Bumped when the audio arrays of one configuration change: 2 = read by preprocess.stream.AudioFrames
@@ -195,9 +196,7 @@ def _upright_key(video: Path) -> dict[str, int]:
     """``{"rotation": degrees}`` for a video with a display matrix, else nothing: face streams cached
     before frames were turned upright (they hold the sideways frames' crops) are recomputed, the
     others keep their keys."""
-    from mmaffect.preprocess.video import probe_video
-
-    rotation = probe_video(video).rotation
+    rotation = _probe_video(*_file_version(Path(video))).rotation
     return {"rotation": rotation} if rotation else {}
 
 
