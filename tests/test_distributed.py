@@ -101,6 +101,8 @@ def test_pooled_loss_equals_ccc_loss_in_one_process() -> None:
     mask = torch.ones(3, 7, dtype=torch.bool)
     mask[2, 4:] = False
     assert torch.allclose(pooled_ccc_loss(pred, gold, mask), ccc_loss(pred, gold, mask), atol=1e-7)
+    assert torch.allclose(pooled_ccc_loss(pred, gold, mask, mse_weight=0.7),
+                          ccc_loss(pred, gold, mask, mse_weight=0.7), atol=1e-7)
 
 
 def test_two_gloo_processes_match_one_process(setup: tuple[Path, Path], tmp_path: Path) -> None:

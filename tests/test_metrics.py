@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mmaffect.training.metrics import ccc, ccc_loss, ccc_per_dimension, ccc_torch
+from mmaffect.training.metrics import ccc, ccc_loss, ccc_per_dimension, ccc_torch, masked_mse
 
 
 def reference_ccc(x: list[float], y: list[float]) -> float:
@@ -79,6 +79,20 @@ def test_torch_ccc_equals_numpy_on_unmasked_frames():
     assert got[0].item() == pytest.approx(want["arousal"])
     assert got[1].item() == pytest.approx(want["valence"])
     assert ccc_loss(pred, gold, mask).item() == pytest.approx(1 - (want["arousal"] + want["valence"]) / 2, abs=1e-6)
+    mse = float(np.mean((p - g) ** 2))  # the unmasked frames, both dimensions
+    assert masked_mse(pred, gold, mask).item() == pytest.approx(mse)
+    assert ccc_loss(pred, gold, mask, mse_weight=0.5).item() == pytest.approx(
+        1 - (want["arousal"] + want["valence"]) / 2 + 0.5 * mse, abs=1e-6)
+
+
+def test_stretched_prediction_and_mse_edge_cases():
+    """A prediction with the labels' mean and 1.5 x their spread: the CCC loss of Lin's formula
+    (2s / (1 + s^2) for a stretch s) and the plain MSE; an empty mask gives an MSE of 0, not NaN."""
+    gold = torch.tensor([[[0.0], [0.2], [0.4], [0.6]]])
+    stretched = (gold - gold.mean()) * 1.5 + gold.mean()  # same mean, 1.5 x the spread
+    assert ccc_loss(stretched, gold).item() == pytest.approx(1 - 2 * 1.5 / (1 + 1.5 ** 2), abs=1e-6)
+    assert masked_mse(stretched, gold).item() == pytest.approx(float(((stretched - gold) ** 2).mean()))
+    assert masked_mse(gold, gold, torch.zeros(1, 4, dtype=torch.bool)).item() == 0.0  # no frame: 0, not NaN
 
 
 def test_loss_gradient_finite_for_constant_batch():

@@ -156,6 +156,18 @@ def test_loss_falls_and_run_folder(plugin_dir: Path, cache: Path, tmp_path: Path
         train(cfg, out=tmp_path / "run", progress=False)
 
 
+def test_mse_weight_adds_the_squared_error_to_the_loss(plugin_dir: Path, cache: Path, tmp_path: Path) -> None:
+    """optim.mse_weight reaches the training loss: with lr 0 (the same predictions every run) the
+    epoch loss grows by exactly w times the same mean squared error; a negative weight is refused."""
+    losses = {w: train(tiny_config(cache, "optim.epochs=1", "optim.lr=0", f"optim.mse_weight={w}"),
+                       out=tmp_path / f"w{w}", progress=False).history[0]["train_loss"] for w in (0.0, 1.0, 2.5)}
+    mse = losses[1.0] - losses[0.0]
+    assert mse > 1e-3
+    assert losses[2.5] - losses[0.0] == pytest.approx(2.5 * mse, rel=1e-4)
+    with pytest.raises(ConfigError, match="mse_weight"):
+        tiny_config(cache, "optim.mse_weight=-1")
+
+
 def test_tensorboard_events(plugin_dir: Path, cache: Path, tmp_path: Path, monkeypatch) -> None:
     """log.tensorboard: events readable by TensorBoard; a missing package is an error only when asked for."""
     import builtins

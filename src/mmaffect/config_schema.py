@@ -164,6 +164,7 @@ class TrainOptimSection(_Section):
     grad_clip: Real | None = F("a number > 0 or null (no clipping)", gt=0)
     patience: Int | None = F("a positive integer or null (never stop early)", ge=1)
     scheduler: Literal["none", "plateau", "warmup-cosine"] = F("none, plateau or warmup-cosine")
+    mse_weight: Real = F("a number ≥ 0 (0 = the paper's CCC loss alone)", ge=0)
 
 
 class LogSection(_Section):

@@ -223,12 +223,15 @@ def pooled_ccc_loss(
     *,
     ctx: DistContext | None = None,
     eps: float = 1e-8,
+    mse_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Paper's loss ``mean_d (1 − ρ_c)`` over the frames of the batch of *every* rank.
+    """Paper's loss ``mean_d (1 − ρ_c)`` (+ ``mse_weight`` · MSE) over the frames of the batch of *every* rank.
 
     Same moments and ``eps`` as :func:`mmaffect.training.metrics.ccc_torch`
-    (population moments, centred two-pass form); with ``ctx`` None or one
-    process it computes the same value. ``prediction``/``gold`` (B, T, D),
+    (population moments, centred two-pass form), the MSE term as
+    :func:`mmaffect.training.metrics.masked_mse` over all ranks' frames; with
+    ``ctx`` None or one process it computes the value of
+    :func:`~mmaffect.training.metrics.ccc_loss`. ``prediction``/``gold`` (B, T, D),
     ``mask`` (B, T) bool.
     """
     if mask is None:
@@ -244,7 +247,11 @@ def pooled_ccc_loss(
     vy = _sum((dy**2).sum(dim=(0, 1)), ctx, grad=False) / n
     cov = _sum((dx * dy).sum(dim=(0, 1)), ctx, grad=True) / n
     rho = 2.0 * cov / (vx + vy + (mx - my) ** 2 + eps)
-    return (1.0 - rho).mean()
+    loss = (1.0 - rho).mean()
+    if not mse_weight:
+        return loss
+    squared = _sum((((prediction - gold) ** 2) * w).sum(dim=(0, 1)), ctx, grad=True)  # (D,)
+    return loss + mse_weight * (squared / n).mean()
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -84,6 +84,39 @@ def ccc_torch(prediction: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor |
     return 2.0 * cov / (vx + vy + (mx - my) ** 2 + eps)
 
 
-def ccc_loss(prediction: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Paper's objective J = mean over arousal and valence of (1 − ρ_c)."""
-    return (1.0 - ccc_torch(prediction, gold, mask)).mean()
+def masked_mse(prediction: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Mean squared error over all unmasked frames and every output dimension.
+
+    .. math:: \mathrm{MSE} = \frac{1}{N D} \sum_{b,t:\,m_{bt}} \sum_d (\hat y_{btd} - y_{btd})^2
+
+    ``prediction``/``gold``: (B, T, D); ``mask``: (B, T) bool. 0 when no frame is unmasked.
+
+    >>> pred, mask = torch.tensor([[[0.5], [1.0]]]), torch.tensor([[True, False]])
+    >>> round(masked_mse(pred, torch.zeros(1, 2, 1), mask).item(), 4)
+    0.25
+    """
+    if mask is None:
+        mask = torch.ones(prediction.shape[:2], dtype=torch.bool, device=prediction.device)
+    w = mask.to(prediction.dtype).unsqueeze(-1)
+    n = (w.sum() * prediction.shape[-1]).clamp_min(1.0)
+    return (((prediction - gold.to(prediction.dtype)) ** 2) * w).sum() / n
+
+
+def ccc_loss(prediction: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor | None = None,
+             *, mse_weight: float = 0.0) -> torch.Tensor:
+    r"""Paper's objective J = mean over arousal and valence of (1 − ρ_c), plus ``mse_weight`` · MSE.
+
+    .. math:: J = \frac{1}{D} \sum_d (1 - \rho_{c,d}) + w \cdot \mathrm{MSE}
+
+    ``mse_weight`` = 0 (the paper) by default. Why the option: ρ_c only asks the predictions of a
+    batch to share the labels' mean and variance, so a CCC-trained network may read an input that
+    lies between its training classes at any level, stretched out to the labels' spread; the
+    squared error ties every frame's value to its label (``optim.mse_weight``; docs/results.md,
+    "A neutral face and the CCC loss").
+
+    >>> x = torch.tensor([[[0.2], [0.4]]])
+    >>> [round(v.item(), 4) for v in (ccc_loss(x, x), ccc_loss(x + 0.1, x), ccc_loss(x + 0.1, x, mse_weight=1.0))]
+    [0.0, 0.3333, 0.3433]
+    """
+    loss = (1.0 - ccc_torch(prediction, gold, mask)).mean()
+    return loss + mse_weight * masked_mse(prediction, gold, mask) if mse_weight else loss

@@ -7,7 +7,8 @@ file only lists what differs from it.
 One epoch draws new random windows of ``data.window`` frames from every
 training recording (``SessionWindows.set_epoch``), shuffles them with a
 seeded sampler, and minimises the paper's loss ``J = mean(1 − ρ_c)`` over
-arousal and valence with Adam and gradient-norm clipping. After each epoch
+arousal and valence (plus ``optim.mse_weight`` · MSE when that is above 0)
+with Adam and gradient-norm clipping. After each epoch
 the model is scored on the *whole* development recordings: CCC per dimension
 on their concatenation (AVEC practice), the mean of arousal and valence being
 the selection score — **higher is better**; ``best.pt`` keeps the best epoch.
@@ -341,6 +342,8 @@ def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None
     b.setdefault("freeze", [])  # runs from before `freeze` (= nothing frozen)
     if isinstance(b.get("augment"), dict) and isinstance(b["augment"].get("audio"), dict):
         b["augment"]["audio"].setdefault("p_phone", 0.0)  # runs from before the telephone step (= off)
+    if isinstance(b.get("optim"), dict):
+        b["optim"].setdefault("mse_weight", 0.0)  # runs from before optim.mse_weight (= CCC alone)
     for key in RESUMABLE_KEYS:
         for c in (a, b):
             node = c
@@ -412,7 +415,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     ax1.plot(epochs, [r["train_loss"] for r in history], marker="o")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("train loss (1 − CCC)")
+    ax1.set_ylabel("train loss (1 − CCC, + w·MSE)")
     for key, label in (("dev_arousal", "arousal"), ("dev_valence", "valence"), ("dev_mean", "mean")):
         ax2.plot(epochs, [r[key] for r in history], marker="o", label=label)
     ax2.set_xlabel("epoch")
@@ -707,6 +710,7 @@ class _EpochLoop:
         self.epochs = int(optim_cfg["epochs"])
         self.base_lr = float(optim_cfg["lr"])
         self.schedule = str(optim_cfg.get("scheduler", "none"))
+        self.mse_weight = float(optim_cfg.get("mse_weight") or 0.0)
         steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
         self.total_steps = steps_per_epoch * self.epochs
         self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
@@ -743,7 +747,8 @@ class _EpochLoop:
         output = self.net(batch)
         pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
                                        batch["mask"], self.data.delay)
-        loss = pooled_ccc_loss(pred, gold, mask, ctx=ctx) if ctx.enabled else ccc_loss(pred, gold, mask)
+        loss = (pooled_ccc_loss(pred, gold, mask, ctx=ctx, mse_weight=self.mse_weight) if ctx.enabled
+                else ccc_loss(pred, gold, mask, mse_weight=self.mse_weight))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
