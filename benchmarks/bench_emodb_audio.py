@@ -70,6 +70,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -738,21 +739,9 @@ def main(argv: list[str] | None = None) -> int:
                  + f"; total {fmt_time(total)}"
                  + (" (some runs reused from an earlier invocation)"
                     if any(isinstance(v, dict) and v.get("reused") for v in results.values()) else "") + ".")
-    cmd = "nice -n 10 python benchmarks/bench_emodb_audio.py" + (" --quick" if args.quick else "")
-    if args.models != list(MODELS):
-        cmd += " --models " + " ".join(args.models)
-    if args.folds:
-        cmd += " --folds " + " ".join(args.folds)
-    if args.epochs:
-        cmd += f" --epochs {args.epochs}"
-    if seeds != [0]:
-        cmd += " --seeds " + " ".join(map(str, seeds))
-    cmd += "".join(f" --prepare {o}" for o in args.prepare)
-    if args.baseline_loudness is not None:
-        cmd += f" --baseline-loudness {args.baseline_loudness:g}"
-    if args.compare:
-        cmd += f" --compare {args.compare}"
-    cmd += "".join(f" {o}" for o in args.overrides)
+    # the command as given (work folder, jobs and threads included: they set the wall time)
+    given = sys.argv[1:] if argv is None else list(argv)
+    cmd = " ".join(["python benchmarks/bench_emodb_audio.py", *map(shlex.quote, given)])
     lines.append(f"command: {cmd}")
     table = "\n".join(lines)
     print(table)
