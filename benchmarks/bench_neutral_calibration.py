@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_time, hardware  # noqa: E402
 from real import CRYING, LAUGHING, NEUTRAL, SMILE, feat_file, held_neutral_face  # noqa: E402
 
+from mmaffect.training.metrics import ccc  # noqa: E402
+
 WINDOW, BATCH, STEPS, LR = 100, 4, 160, 1e-3
 
 
@@ -91,10 +93,6 @@ def real_faces(model: torch.nn.Module, work: Path) -> dict[str, np.ndarray]:
             "webcam smile (0.9-2.4 s)": clip(webcam, 2.4, SMILE),
             "crying (1-8.5 s)": clip(crying, 19.6, CRYING),
             "laughing (11-19.5 s)": clip(crying, 19.6, LAUGHING)}
-
-
-def ccc(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * np.mean((a - a.mean()) * (b - b.mean())) / (a.var() + b.var() + (a.mean() - b.mean()) ** 2))
 
 
 def train_head(train: list[dict[str, np.ndarray]], *, seed: int, mse_weight: float, input_dropout: float = 0.0,
