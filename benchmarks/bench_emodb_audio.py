@@ -366,6 +366,59 @@ def egemaps_input(path: Path, loudness: float | None) -> tuple[np.ndarray, int]:
     return x, sr
 
 
+def fit_baselines(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, folds: list[dict], sources: list[str],
+                  names: tuple[str, ...] = ("ridge", "svr")) -> dict:
+    """Per fold and dimension, StandardScaler + ridge / RBF SVR on the non-test speakers' rows of ``x``
+    (hyper-parameters by speaker-grouped inner CV, scored by CCC); predictions on the test speaker.
+
+    Returns ``{name: {"folds": {test: {"sources", "pred", "params"}}, "fit_s"}}``.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    from mmaffect.training.metrics import ccc
+
+    scorer = make_scorer(lambda g, p: ccc(np.asarray(p), np.asarray(g)))
+    models = {
+        "ridge": (Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]), {"ridge__alpha": RIDGE_ALPHAS}),
+        "svr": (Pipeline([("scale", StandardScaler()), ("svr", SVR(kernel="rbf"))]), SVR_GRID),
+    }
+    out: dict = {}
+    for name in names:
+        pipe, grid = models[name]
+        t1 = time.perf_counter()
+        per_fold: dict = {}
+        for fold in folds:
+            test = speakers == fold["test"]
+            train = ~test
+            n_groups = len(set(speakers[train]))
+            pred = np.zeros((int(test.sum()), len(DIMS)))
+            params = {}
+            for d, dim in enumerate(DIMS):
+                search = GridSearchCV(pipe, grid, scoring=scorer, cv=GroupKFold(n_splits=min(INNER_SPLITS, n_groups)),
+                                      n_jobs=1)
+                search.fit(x[train], y[train, d], groups=speakers[train])
+                pred[:, d] = search.predict(x[test])
+                params[dim] = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
+            per_fold[fold["test"]] = {"sources": [src for src, t in zip(sources, test) if t],
+                                      "pred": pred.tolist(), "params": params}
+        out[name] = {"folds": per_fold, "fit_s": time.perf_counter() - t1}
+    return out
+
+
+def read_features(features_npz: Path, utts: list[dict]) -> tuple[np.ndarray, float]:
+    """The eGeMAPS functionals saved by the baseline (one row per utterance of ``utts``) and the seconds
+    they took; refuses a file made for other utterances."""
+    saved = np.load(features_npz, allow_pickle=False)
+    if list(saved["sources"]) != [u["source"] for u in utts]:
+        raise SystemExit(f"{features_npz}: made for other utterances; delete it")
+    return saved["x"], float(saved["seconds"])
+
+
 def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, out_json: Path,
                  loudness: float | None = None) -> None:
     """eGeMAPS functionals + ridge / RBF SVR per fold; writes per-utterance predictions and times as JSON.
@@ -374,10 +427,7 @@ def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, 
     folds = json.loads(folds_json.read_text())
     t0 = time.perf_counter()
     if features_npz.is_file():
-        saved = np.load(features_npz, allow_pickle=False)
-        if list(saved["sources"]) != [u["source"] for u in utts]:
-            raise SystemExit(f"{features_npz}: made for other utterances; delete it")
-        x, feat_s = saved["x"], float(saved["seconds"])
+        x, feat_s = read_features(features_npz, utts)
     else:
         import opensmile
 
@@ -393,40 +443,8 @@ def run_baseline(corpus: Path, src: Path, folds_json: Path, features_npz: Path, 
         raise SystemExit("eGeMAPS features contain non-finite values")
     y = np.asarray([u["gold"] for u in utts])
     speakers = np.asarray([u["speaker"] for u in utts])
-
-    from sklearn.linear_model import Ridge
-    from sklearn.metrics import make_scorer
-    from sklearn.model_selection import GridSearchCV, GroupKFold
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVR
-
-    from mmaffect.training.metrics import ccc
-
-    scorer = make_scorer(lambda g, p: ccc(np.asarray(p), np.asarray(g)))
-    models = {
-        "ridge": (Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]), {"ridge__alpha": RIDGE_ALPHAS}),
-        "svr": (Pipeline([("scale", StandardScaler()), ("svr", SVR(kernel="rbf"))]), SVR_GRID),
-    }
-    result: dict = {"features_s": feat_s, "n_features": int(x.shape[1]), "loudness": loudness, "models": {}}
-    for name, (pipe, grid) in models.items():
-        t1 = time.perf_counter()
-        per_fold: dict = {}
-        for fold in folds:
-            test = speakers == fold["test"]
-            train = ~test
-            n_groups = len(set(speakers[train]))
-            pred = np.zeros((int(test.sum()), len(DIMS)))
-            params = {}
-            for d, dim in enumerate(DIMS):
-                search = GridSearchCV(pipe, grid, scoring=scorer, cv=GroupKFold(n_splits=min(INNER_SPLITS, n_groups)),
-                                      n_jobs=1)
-                search.fit(x[train], y[train, d], groups=speakers[train])
-                pred[:, d] = search.predict(x[test])
-                params[dim] = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
-            per_fold[fold["test"]] = {"sources": [u["source"] for u, t in zip(utts, test) if t],
-                                      "pred": pred.tolist(), "params": params}
-        result["models"][name] = {"folds": per_fold, "fit_s": time.perf_counter() - t1}
+    result: dict = {"features_s": feat_s, "n_features": int(x.shape[1]), "loudness": loudness,
+                    "models": fit_baselines(x, y, speakers, folds, [u["source"] for u in utts])}
     atomic_write_text(out_json, json.dumps(result, indent=1))
 
 

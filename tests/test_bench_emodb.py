@@ -23,10 +23,11 @@ import pytest
 from mmaffect.data.sources import shared_data_root
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emodb_audio.py"
+SPEAKER_NORM = SCRIPT.with_name("bench_emodb_speaker_norm.py")
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_emodb_audio", SCRIPT)
+def _bench_module(script: Path = SCRIPT):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -126,6 +127,26 @@ def test_wilcoxon_paired_matches_scipy_and_counts_folds() -> None:
     assert math.isnan(same["p"]) and same["higher"] == same["lower"] == 0
 
 
+def test_speaker_normalisations_use_each_speakers_own_statistics() -> None:
+    mod = _bench_module(SPEAKER_NORM)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(5.0, 2.0, (30, 3)), rng.normal(-1.0, 0.5, (20, 3))])
+    x[30:, 2] = 4.0  # constant within speaker b
+    groups = np.asarray(["a"] * 30 + ["b"] * 20)
+    z = mod.zscore_per_group(x, groups)
+    for g in ("a", "b"):
+        rows = groups == g
+        assert z[rows, :2].mean(axis=0) == pytest.approx([0, 0], abs=1e-12)
+        assert z[rows, :2].std(axis=0) == pytest.approx([1, 1])
+    assert z[30:, 2].tolist() == [0.0] * 20 and z[:30, 2].std() == pytest.approx(1.0)
+
+    pred = np.stack([rng.normal(0.6, 0.05, 40), np.full(40, 0.3)], axis=1)  # a squeezed, offset speaker
+    out = mod.standardise_per_speaker(pred, np.array([0.1, -0.2]), np.array([0.5, 0.4]))
+    assert out[:, 0].mean() == pytest.approx(0.1) and out[:, 0].std() == pytest.approx(0.5)
+    assert np.array_equal(np.argsort(out[:, 0]), np.argsort(pred[:, 0]))  # the order within the speaker is kept
+    assert out[:, 1].tolist() == pytest.approx([-0.2] * 40)  # constant: nothing to rank, the target mean
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_quick_benchmark_prints_table(emodb: Path, tmp_path: Path) -> None:
@@ -167,6 +188,19 @@ def test_quick_benchmark_prints_table(emodb: Path, tmp_path: Path) -> None:
     assert again.stdout.count("Paired comparison") == 3
     assert "pooled +0.000; per fold mean +0.000, higher on 0 and lower on 0 of 2 folds" in again.stdout
     assert json.loads((work / "results.json").read_text())["compare"]["dir"] == str(work)
+
+    # speaker-level normalisation re-scores the same runs: its raw rows equal the benchmark's figures
+    norm = subprocess.run([sys.executable, str(SPEAKER_NORM), "--workdir", str(work), "--models", "audio-li2019"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert norm.returncode == 0, norm.stderr[-3000:]
+    table = {r[0]: r for r in _tables(norm.stdout)[0]}
+    li, svr = next(r for r in rows if "li2019" in r[0]), next(r for r in rows if "SVR" in r[0])
+    assert table["audio-li2019, raw"][1] == li[1] and table["audio-li2019, raw"][3] == li[3]
+    assert table["eGeMAPS + SVR, raw"][1] == svr[1] and table["eGeMAPS + SVR, raw"][3] == svr[3]
+    assert {"audio-li2019, outputs per speaker", "eGeMAPS + SVR, features per speaker",
+            "eGeMAPS + SVR, features and outputs per speaker"} <= set(table)
+    saved = json.loads((work / "speaker-norm.json").read_text())
+    assert saved["folds"] == ["08", "10"] and "audio-li2019: outputs per speaker vs raw, arousal" in saved["tests"]
 
 
 def test_refuses_workdir_inside_repository(emodb: Path) -> None:
