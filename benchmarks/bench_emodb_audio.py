@@ -2,7 +2,8 @@
 
 One script, the same folds and the same scoring for every model (issue #6, item 1):
 
-1. **Data.** ``mmaffect adapt emodb`` (one 20-frame session per utterance,
+1. **Data.** ``mmaffect adapt emodb`` (one 20-frame session per utterance, or
+   with ``--group speaker`` one session per speaker,
    labels = the category → (valence, arousal) PROXY of ``shared/data/README.md``
    held over the utterance, partition ``spk<id>``) and ``mmaffect prepare ...
    text.enabled=false faces.enabled=false`` (audio + labels only). Both are
@@ -142,21 +143,19 @@ def tiny_model_overrides(model: str) -> list[str]:
 
 
 def utterances(corpus: Path) -> list[dict]:
-    """Every utterance of the adapted corpus (one session each): session, speaker, wav, span, gold.
+    """Every utterance of the adapted corpus: session, speaker, wav, span in its session, gold.
 
-    ``gold`` = (arousal, valence) of the category proxy, as segments.csv gives it.
+    One session per utterance (``--group utterance``) or per speaker (``--group speaker``: the
+    speaker's utterances one after another in one recording). ``gold`` = (arousal, valence) of the
+    category proxy, as segments.csv gives it.
     """
     out = []
     for split in _read_csv(corpus / "splits.csv"):
-        segs = _read_csv(corpus / split["session"] / "segments.csv")
-        if len(segs) != 1:
-            raise SystemExit(f"{corpus / split['session']}: expected one utterance per session "
-                             "(adapt with the default group=utterance)")
-        seg = segs[0]
-        out.append({"session": split["session"], "partition": split["partition"],
-                    "speaker": split["partition"].removeprefix("spk"), "source": seg["source"],
-                    "category": seg["category"], "start": float(seg["start"]), "end": float(seg["end"]),
-                    "gold": (float(seg["proxy_arousal"]), float(seg["proxy_valence"]))})
+        for seg in _read_csv(corpus / split["session"] / "segments.csv"):
+            out.append({"session": split["session"], "partition": split["partition"],
+                        "speaker": split["partition"].removeprefix("spk"), "source": seg["source"],
+                        "category": seg["category"], "start": float(seg["start"]), "end": float(seg["end"]),
+                        "gold": (float(seg["proxy_arousal"]), float(seg["proxy_valence"]))})
     return out
 
 
@@ -182,11 +181,14 @@ def utterance_predictions(pred_dir: Path, utts: list[dict]) -> np.ndarray:
     from mmaffect.training.evaluate import read_predictions
 
     preds = []
+    files: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a speaker's recording holds many
     for u in utts:
         path = pred_dir / f"{u['session']}.csv"
-        if not path.is_file():
-            raise SystemExit(f"{path}: missing (mmaffect evaluate did not predict {u['session']})")
-        times, pred, gold = read_predictions(path)
+        if path not in files:
+            if not path.is_file():
+                raise SystemExit(f"{path}: missing (mmaffect evaluate did not predict {u['session']})")
+            files[path] = read_predictions(path)
+        times, pred, gold = files[path]
         sel = (times >= u["start"] - 1e-6) & (times < u["end"] - 1e-6)
         if not sel.any():
             raise SystemExit(f"{path}: no frame in {u['start']}-{u['end']} s")
@@ -489,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="work folder, reused between runs (default: /tmp/mmaffect-bench-emodb"
                                      "[-quick]); keep it outside the repository (research-only data)")
     p.add_argument("--quick", action="store_true", help="110 utterances, folds 08 and 10, 1 epoch, tiny networks")
+    p.add_argument("--group", choices=["utterance", "speaker"], default="utterance",
+                   help="one recording per utterance (default) or per speaker (`mmaffect adapt emodb --group "
+                        "speaker`: loudness normalised per speaker, and the reference of "
+                        "model_options.audio_reference is the speaker); a work folder is tied to it")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="our models to run")
     p.add_argument("--folds", nargs="+", help="test speakers to run (default: all; e.g. --folds 08 10)")
     p.add_argument("--epochs", type=int, help="optim.epochs for every model (default: the recipes')")
@@ -532,7 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     default = Path(tempfile.gettempdir()) / ("mmaffect-bench-emodb" + ("-quick" if args.quick else ""))
     prepare_overrides = [*PREPARE_OVERRIDES, *args.prepare]
-    work = work_dir(args.workdir, default, info={"mode": mode, "source": str(src), "prepare": prepare_overrides})
+    if args.quick and args.group == "speaker":
+        raise SystemExit("--quick takes the first 110 utterances, one recording each: use it with --group utterance")
+    info = {"mode": mode, "source": str(src), "prepare": prepare_overrides}
+    if args.group != "utterance":  # folders of utterance runs keep their marker
+        info["group"] = args.group
+    work = work_dir(args.workdir, default, info=info)
     log = work / "bench.log"
     corpus, cache = work / "corpus", work / "cache"
     parts: dict[str, float] = {}
@@ -541,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if not (corpus / "adapter.json").is_file():
         print(f"adapting {src} -> {corpus}", file=sys.stderr)
-        _cli(["adapt", "emodb", "--src", str(src), "--out", str(corpus),
+        _cli(["adapt", "emodb", "--src", str(src), "--out", str(corpus), "--group", args.group,
               *(["--limit", str(QUICK_LIMIT)] if args.quick else [])], log=log, threads=args.threads)
     print(f"preparing {cache} (reuses computed streams)", file=sys.stderr)
     _cli(["prepare", str(corpus), "--out", str(cache), "--quiet", *prepare_overrides], log=log, threads=args.threads)
@@ -599,7 +610,6 @@ def main(argv: list[str] | None = None) -> int:
     parts["baseline + training + evaluation (parallel)"] = time.perf_counter() - t0
 
     # 3. scores
-    by_session = {u["session"]: u for u in utts}
     test_utts = {f["test"]: [u for u in utts if u["speaker"] == f["test"]] for f in folds}
     rows, summary = [], {}
     for model in args.models:
@@ -628,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     base = None
     if not args.no_baseline:
         base = json.loads(base_json.read_text())
-        src_to_gold = {by_session[k]["source"]: by_session[k]["gold"] for k in by_session}
+        src_to_gold = {u["source"]: u["gold"] for u in utts}
         on = "" if args.baseline_loudness is None else f", each wav at {args.baseline_loudness:g} LUFS"
         for name, label in (("ridge", f"eGeMAPS + ridge (baseline{on})"), ("svr", f"eGeMAPS + RBF SVR (baseline{on})")):
             per_fold = {}

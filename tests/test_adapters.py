@@ -176,6 +176,21 @@ def test_emodb_synthetic_speaker_grouping(tmp_path: Path) -> None:
     assert info.samplerate == SAMPLE_RATE and info.frames == 45 * 2205
 
 
+def test_cli_adapt_options_reach_the_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmaffect.cli import main
+
+    src = make_emodb(tmp_path / "emodb", lengths={"03a01Wa": 1.5, "03b02Tb": 2.0, "09a01Fa": 1.0})
+    assert main(["adapt", "emodb", "--src", str(src), "--out", str(tmp_path / "spk"), "--group", "speaker"]) == 0
+    assert [r["session"] for r in read_csv(tmp_path / "spk" / "splits.csv")] == ["emodb_spk03", "emodb_spk09"]
+    assert main(["adapt", "emodb", "--src", str(src), "--out", str(tmp_path / "utt")]) == 0
+    assert len(read_csv(tmp_path / "utt" / "splits.csv")) == 3  # one recording per utterance by default
+    capsys.readouterr()
+    assert main(["adapt", "emobank", "--src", str(src), "--out", str(tmp_path / "x"), "--group", "speaker"]) == 2
+    assert "--group applies to emodb only" in capsys.readouterr().err
+    assert main(["adapt", "emodb", "--src", str(src), "--out", str(tmp_path / "y"), "--split", "valid"]) == 2
+    assert "--split applies to ferplus only" in capsys.readouterr().err
+
+
 def test_emodb_synthetic_interpolated_gap(tmp_path: Path) -> None:
     src = make_emodb(tmp_path / "emodb", lengths={"03a01Wa": 2.0, "03b02Nb": 2.0})
     adapt_emodb(src, tmp_path / "out", group="speaker")
@@ -291,6 +306,10 @@ def test_ferplus_synthetic_drops_unknown_and_nf(tmp_path: Path) -> None:
     segments = read_csv(out / "ferplus_devel_0000" / "segments.csv")
     assert [s["source"] for s in segments] == ["f0.png", "f3.png"]
     assert video_seconds(out / "ferplus_devel_0000" / "video.mp4") == (pytest.approx(0.8), 20, (144, 144))
+    from mmaffect.cli import main  # the CLI's --split reaches the adapter (train.npz is absent: valid works)
+
+    assert main(["adapt", "ferplus", "--src", str(tmp_path), "--out", str(tmp_path / "cli"), "--split", "valid"]) == 0
+    assert [r["session"] for r in read_csv(tmp_path / "cli" / "splits.csv")] == ["ferplus_devel_0000"]
 
 
 def video_seconds(path: Path) -> tuple[float, int, tuple[int, int]]:

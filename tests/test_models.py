@@ -216,22 +216,25 @@ def test_flops_and_table_small():
 
 
 def test_registered_defaults_match_branch_signatures():
-    """A branch variant's options are its class's keyword arguments plus the head's; a fusion variant's
-    are its fusion's plus the branch choices, branch options, shared sizes and the head's."""
+    """A branch variant's options are its class's keyword arguments plus the head's (and, for audio, the
+    speaker reference's); a fusion variant's are its fusion's plus the branch choices, branch options,
+    shared sizes, the head's and the reference's."""
     import inspect
 
     from mmaffect.models.registry import branch_specs, fusion_specs
-    from mmaffect.models.zoo import HEAD_DEFAULTS
+    from mmaffect.models.zoo import HEAD_DEFAULTS, REFERENCE_DEFAULTS
 
     for spec in branch_specs():
         params = {k: p.default for k, p in inspect.signature(spec.cls).parameters.items()}
         assert spec.options == params, spec.name
-        assert get_spec(spec.name).defaults == {**params, **HEAD_DEFAULTS}, spec.name
+        reference = REFERENCE_DEFAULTS if spec.modality == "audio" else {}
+        assert get_spec(spec.name).defaults == {**params, **HEAD_DEFAULTS, **reference}, spec.name
         assert get_spec(spec.name).modalities == (spec.modality,) and spec.cls.modality == spec.modality
     for spec in fusion_specs():
         params = set(inspect.signature(spec.cls).parameters) - {"in_dims"}
         assert set(spec.options) <= params, spec.name
         defaults = get_spec(spec.name).defaults
+        assert defaults["audio_reference"] == 0, spec.name
         assert {defaults[f"{m}_branch"] for m in ("text", "audio", "visual")} == {
             "text-paper", "audio-tzirakis2018", "visual-hrnet3-attpool"}, spec.name
 
@@ -241,7 +244,7 @@ def test_paper_options_unchanged():
     assert get_spec("fusion-hierarchical").defaults == {
         "embed_dim": 384, "image_size": 96, "text_branch": "text-paper", "audio_branch": "audio-tzirakis2018",
         "visual_branch": "visual-hrnet3-attpool", "text_options": {}, "audio_options": {}, "visual_options": {},
-        "d_u": 256, "head_hidden": 256, "head_layers": 1, "head_dropout": 0.5}
+        "d_u": 256, "head_hidden": 256, "head_layers": 1, "head_dropout": 0.5, "audio_reference": 0}
     assert {k: get_spec("fusion-self-attention").defaults[k] for k in ("d_u", "heads", "d_s", "alpha")} == {
         "d_u": 256, "heads": 4, "d_s": 64, "alpha": "softmax"}
     assert {k: get_spec("fusion-crossmodal-hierarchical").defaults[k] for k in ("d_s", "tokens")} == {

@@ -125,6 +125,11 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
             if args.corpus != "emobank":
                 raise MMAffectError(f"--{name.replace('_', '-')} applies to emobank only")
             kwargs[name] = getattr(args, name)
+    for name, corpus in (("group", "emodb"), ("split", "ferplus")):
+        if getattr(args, name) is not None:
+            if args.corpus != corpus:
+                raise MMAffectError(f"--{name} applies to {corpus} only")
+            kwargs[name] = getattr(args, name)
     print(ADAPTERS[args.corpus](src, Path(args.out), **kwargs).summary())
 
 
@@ -208,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="convert only this many items")
     s.add_argument("--words-per-second", type=float, help="emobank: reading speed of the sentence timeline (2.5)")
     s.add_argument("--pause", type=float, help="emobank: seconds between sentences (0.5)")
+    s.add_argument("--group", choices=["utterance", "speaker"],
+                   help="emodb: one session per utterance (default) or per speaker (its utterances joined by "
+                        "0.5 s of silence: one recording per speaker)")
+    s.add_argument("--split", choices=["train", "valid", "both"], help="ferplus: which split to convert (train)")
     s.add_argument("--sessions", type=int, nargs=3, metavar=("TRAIN", "DEVEL", "TEST"),
                    help="composite: number of sessions per partition (40 8 8)")
     s.add_argument("--seconds", type=float, help="composite: seconds per session (40)")

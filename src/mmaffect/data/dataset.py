@@ -7,6 +7,12 @@ pads them to a batch and adds the frame ``mask``. A stream that a session
 lacks (e.g. no video) yields zeros with its mask False, so models mask it.
 The dataset holds no open file handles between items, so it works with
 DataLoader worker processes.
+
+``audio_reference=R`` adds to every item ``audio_ref`` (R, 2 * frame) and
+``audio_ref_mask`` (R,): R frames of the target speaker's speech from the
+same recording (:func:`reference_indices`), the yardstick of a model that
+normalises its audio features per speaker
+(:func:`mmaffect.models.assembly.reference_normalise`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from mmaffect.data.pcm import from_pcm16, interlocutor_vector, to_pcm16
 from mmaffect.data.session import DIMENSIONS
 
 MODALITIES = ("text", "audio", "visual")
+#: Item entries that are not along time (a fixed number of reference frames): never padded or sliced by time.
+REFERENCE_KEYS = ("audio_ref", "audio_ref_mask")
 _STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
 
 
@@ -37,13 +45,62 @@ def word_vector_dim(sessions: Sequence[CachedSession]) -> int | None:
     return None
 
 
+def reference_indices(candidates: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """At most ``n`` of the frame indices ``candidates`` (sorted, distinct): all of them when there are
+    no more than ``n``; else ``n`` drawn without replacement by ``rng`` (training: a new sample per
+    item), or without ``rng`` ``n`` evenly spaced ones (evaluation and prediction: deterministic).
+
+    >>> reference_indices(np.arange(10, 20), 3).tolist()
+    [10, 14, 19]
+    """
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if len(candidates) <= n:
+        return candidates
+    if rng is None:
+        return candidates[np.round(np.linspace(0, len(candidates) - 1, n)).astype(np.int64)]
+    return np.sort(rng.choice(candidates, size=n, replace=False))
+
+
+def reference_item(frames: np.ndarray, n: int) -> dict[str, torch.Tensor]:
+    """``audio_ref`` (n, 2F) and ``audio_ref_mask`` (n,) from k <= n int16 target-speech frames (k, F):
+    each frame in the target half of the interlocutor vector; the rows past k are zeros, masked."""
+    k, f = frames.shape
+    if k > n:
+        raise ValueError(f"{k} reference frames for {n} places")
+    ref = np.zeros((n, 2 * f), np.float32)
+    ref[:k] = interlocutor_vector(from_pcm16(frames), np.ones(k, bool))
+    mask = np.zeros(n, bool)
+    mask[:k] = True
+    return {"audio_ref": torch.from_numpy(ref), "audio_ref_mask": torch.from_numpy(mask)}
+
+
+def reference_candidates(session: CachedSession) -> np.ndarray:
+    """Frame indices of the session where the target speaker's speech is heard (``audio_mask`` and
+    ``audio_target``); none without an audio stream."""
+    if not session.has("audio"):
+        return np.zeros(0, np.int64)
+    a = read_stream(session.streams["audio"], keys=["audio_mask", "audio_target"])
+    return np.flatnonzero(np.asarray(a["audio_mask"], bool) & np.asarray(a["audio_target"], bool))
+
+
+def load_reference(session: CachedSession, candidates: np.ndarray, n: int, audio_frame: int,
+                   rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """:func:`reference_item` of ``n`` frames of ``candidates`` (:func:`reference_indices`) read from the cache."""
+    idx = reference_indices(candidates, n, rng)
+    if len(idx) == 0:
+        return reference_item(np.zeros((0, audio_frame), np.int16), n)
+    return reference_item(np.asarray(read_stream(session.streams["audio"], keys=["audio"], frames=idx)["audio"]), n)
+
+
 class SessionWindows(Dataset):
     """Windows (``window`` frames) or whole recordings of cached sessions.
 
     ``window=None`` gives one item per whole recording. With a window, a
     session of T frames yields ``ceil(T / window)`` items per epoch; call
     :meth:`set_epoch` to draw new random window starts (seeded, so runs are
-    reproducible).
+    reproducible). ``audio_reference``: see the module docstring (training
+    draws new reference frames per item and epoch, whole recordings take
+    evenly spaced ones).
     """
 
     def __init__(
@@ -59,7 +116,14 @@ class SessionWindows(Dataset):
         audio_frame: int = 2205,
         require_labels: bool = True,
         audio_augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        audio_reference: int = 0,
     ) -> None:
+        if audio_reference and audio_augment is not None:
+            # the window would be augmented and its yardstick not: a channel the reference never heard
+            raise ValueError("audio augmentation and an audio reference cannot be combined yet; "
+                             "set augment.audio.enabled=false or model_options.audio_reference=0")
+        if audio_reference and "audio" not in modalities:
+            raise ValueError("audio_reference needs the audio modality")
         if require_labels:
             missing = [s.name for s in sessions if not s.has("labels")]
             if missing:
@@ -78,6 +142,8 @@ class SessionWindows(Dataset):
         # (mmaffect.training.augment_audio.AudioAugment), applied to each item's audio.
         self.audio_augment = audio_augment
         self.embed_dim = embed_dim if embed_dim is not None else self._find_embed_dim()
+        self.audio_reference = int(audio_reference)
+        self._ref_candidates = [reference_candidates(s) for s in self.sessions] if audio_reference else []
         self.set_epoch(0)
 
     def _find_embed_dim(self) -> int:
@@ -110,9 +176,14 @@ class SessionWindows(Dataset):
         if self.audio_augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, idx, 1])
             transform = lambda frames: augment_frames(frames, self.audio_augment, rng)  # noqa: E731
-        return load_frames(self.sessions[i], slice(start, stop), modalities=self.modalities,
+        item = load_frames(self.sessions[i], slice(start, stop), modalities=self.modalities,
                            face_size=self.face_size, embed_dim=self.embed_dim, max_words=self.max_words,
                            audio_frame=self.audio_frame, audio_transform=transform)
+        if self.audio_reference:
+            rng = None if self.window is None else np.random.default_rng([self.seed, self.epoch, idx, 2])
+            item.update(load_reference(self.sessions[i], self._ref_candidates[i], self.audio_reference,
+                                       self.audio_frame, rng))
+        return item
 
 
 def augment_frames(frames: np.ndarray, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
@@ -218,14 +289,15 @@ def frames_to_item(
 
 
 def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Pad items along time to the longest and stack; padded frames have ``mask`` False."""
+    """Pad items along time to the longest and stack; padded frames have ``mask`` False.
+    The reference frames (:data:`REFERENCE_KEYS`, a fixed number per item) are stacked as they are."""
     length = max(len(it["mask"]) for it in items)
     batch: dict[str, torch.Tensor] = {}
     for key in items[0]:
         padded = []
         for it in items:
             x = it[key]
-            if len(x) < length:
+            if len(x) < length and key not in REFERENCE_KEYS:
                 x = torch.cat([x, x.new_zeros((length - len(x),) + tuple(x.shape[1:]))])
             padded.append(x)
         batch[key] = torch.stack(padded)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmaffect.data.dataset import REFERENCE_KEYS
 from mmaffect.errors import ConfigError, DataError
 
 __all__ = ["collect_attention", "SessionAttention", "session_attention", "frame_words"]
@@ -83,7 +84,7 @@ def collect_attention(
         if chunk is not None and chunk > 0 and n > chunk and hasattr(model, "forward_frames"):
             preds, parts, state = [], {}, None
             for start in range(0, n, chunk):
-                part = {k: v[:, start:start + chunk] for k, v in items.items()}
+                part = {k: v if k in REFERENCE_KEYS else v[:, start:start + chunk] for k, v in items.items()}
                 out, state = model.forward_frames(part, state)
                 preds.append(out.pred)
                 for key, value in out.attention.items():
@@ -146,7 +147,7 @@ def session_attention(
     """
     from mmaffect.checkpoints import build_model_from_checkpoint, load_checkpoint
     from mmaffect.data.cache import Cache, read_stream
-    from mmaffect.data.dataset import load_frames
+    from mmaffect.data.dataset import load_frames, load_reference, reference_candidates
     from mmaffect.models import get_spec
     from mmaffect.training.evaluate import dataset_options
 
@@ -169,6 +170,9 @@ def session_attention(
     text = read_stream(sess.streams["text"], keys=["word_tokens", "word_index"]) if sess.has("text") else None
     item = load_frames(sess, slice(0, sess.n_frames), modalities=modalities,
                        embed_dim=_embed_dim(cfg, modalities, sess, label), **dataset_options(prep))
+    if getattr(model, "audio_reference", 0):  # the speaker's yardstick, as evaluate takes it
+        item.update(load_reference(sess, reference_candidates(sess), model.audio_reference,
+                                   int(dataset_options(prep)["audio_frame"])))
     try:
         pred, attention = collect_attention(model, item, chunk=chunk)
     except RuntimeError as exc:

@@ -729,6 +729,10 @@ def export_onnx(
     ort = _require_export_deps()
     ckpt, label = _load(checkpoint)
     model = _build(ckpt, label)
+    if getattr(model, "audio_reference", 0):
+        raise ConfigError(f"{label}: the model normalises its audio features by reference frames of the speaker "
+                          f"(model option audio_reference={model.audio_reference}); ONNX export does not carry "
+                          "that input yet: run it with mmaffect predict or mmaffect.load")
     traced_model = TraceableModel(model)
     modalities = traced_model.modalities
     config = ckpt["config"]

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmaffect.data.dataset import collate, frames_to_item
+from mmaffect.data.dataset import collate, frames_to_item, reference_item
 from mmaffect.data.session import DIMENSIONS, LABEL_RATE, Turn, check_turns_within, frame_times
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference import DEFAULT_MAX_GAP
@@ -448,6 +448,16 @@ class Predictor:
         report.update(duration=duration, n_frames=n_frames)
         return frame_times(n_frames)
 
+    def _reference(self, streams: _Streams) -> dict[str, Any]:
+        """The speaker's reference frames of a model with ``audio_reference`` (else nothing): evenly
+        spaced frames of the target's speech over the whole recording, the same for every chunk."""
+        n = int(getattr(self.model, "audio_reference", 0) or 0)
+        if not n:
+            return {}
+        frame = int(self.prepare_config["audio"]["frame_samples"])
+        frames = streams.audio.reference(n, streams.turns) if streams.audio is not None else np.zeros((0, frame), np.int16)
+        return reference_item(frames, n)
+
     def _run_chunks(self, streams: _Streams, times: np.ndarray, chunk: int, attention: Sequence[str] | None,
                     progress: bool) -> dict[str, Any]:
         """The model over the recording ``chunk`` frames at a time, the LSTM state carried between chunks."""
@@ -457,6 +467,7 @@ class Predictor:
         kept: dict[str, list[np.ndarray]] = {}
         state = None
         n_frames = len(times)
+        reference = self._reference(streams)
         starts: Any = range(0, n_frames, chunk)
         if progress:
             from tqdm.auto import tqdm
@@ -468,6 +479,7 @@ class Predictor:
                                   face_size=int(cfg["faces"]["size"]), embed_dim=self._embed_dim(),
                                   max_words=int(cfg["text"]["max_words"]),
                                   audio_frame=int(cfg["audio"]["frame_samples"]))
+            item.update(reference)
             batch = {k: v.to(self.device) for k, v in collate([item]).items()}
             out, state = self.model.forward_frames(batch, state)
             preds.append(out.pred[0, :, :2].float().cpu().numpy())

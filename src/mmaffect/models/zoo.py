@@ -40,9 +40,12 @@ from mmaffect.models.registry import (
     set_builder,
 )
 
-__all__ = ["HEAD_DEFAULTS", "SHARED_SIZES", "build_branch", "tiny_overrides", "tiny_inputs", "input_options"]
+__all__ = ["HEAD_DEFAULTS", "REFERENCE_DEFAULTS", "SHARED_SIZES", "build_branch", "tiny_overrides", "tiny_inputs", "input_options"]
 
 HEAD_DEFAULTS: dict[str, Any] = {"head_hidden": 256, "head_layers": 1, "head_dropout": 0.5}
+#: Options of every model with an audio branch: speech frames of the speaker that normalise the audio
+#: features (``mmaffect.models.assembly.reference_normalise``; 0 = off, the paper).
+REFERENCE_DEFAULTS: dict[str, Any] = {"audio_reference": 0}
 
 #: Input sizes a fusion variant passes to its branch of a modality (when the branch has the option).
 SHARED_SIZES: dict[str, dict[str, Any]] = {"text": {"embed_dim": 384}, "audio": {}, "visual": {"image_size": 96}}
@@ -66,13 +69,15 @@ def _factory_name(name: str) -> str:
 def _unimodal_variant(spec: BranchSpec) -> ModelSpec:
     """A registered branch as a variant: branch + temporal head."""
 
+    reference = REFERENCE_DEFAULTS if spec.modality == "audio" else {}
+
     def factory(**kwargs: Any) -> UnimodalModel:
-        head = {k: kwargs.pop(k) for k in HEAD_DEFAULTS}
+        head = {k: kwargs.pop(k) for k in (*HEAD_DEFAULTS, *reference)}
         return UnimodalModel(branch=build_branch(spec.name, kwargs), **head)
 
     factory.__name__ = factory.__qualname__ = _factory_name(spec.name)
-    return ModelSpec(spec.name, factory, {**spec.options, **HEAD_DEFAULTS}, (spec.modality,), spec.description,
-                     spec.paper_ref, dict(spec.tiny), "branch")
+    return ModelSpec(spec.name, factory, {**spec.options, **HEAD_DEFAULTS, **reference}, (spec.modality,),
+                     spec.description, spec.paper_ref, dict(spec.tiny), "branch")
 
 
 def _fusion_branches(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +97,7 @@ def _fusion_variant(spec: FusionSpec) -> ModelSpec:
     """A registered fusion as a variant: one branch per modality + the fusion + temporal head."""
 
     def factory(**kwargs: Any) -> MultimodalModel:
-        head = {k: kwargs.pop(k) for k in HEAD_DEFAULTS}
+        head = {k: kwargs.pop(k) for k in (*HEAD_DEFAULTS, *REFERENCE_DEFAULTS)}
         branches = _fusion_branches(kwargs)
         in_dims = [branches[m].out_dim for m in MODALITIES]
         fusion = spec.cls(in_dims=in_dims, **kwargs)
@@ -104,6 +109,7 @@ def _fusion_variant(spec: FusionSpec) -> ModelSpec:
     defaults.update({f"{m}_options": {} for m in MODALITIES})
     defaults.update(spec.options)
     defaults.update(HEAD_DEFAULTS)
+    defaults.update(REFERENCE_DEFAULTS)
     description = f"{' + '.join(spec.branches[m] for m in MODALITIES)}, {spec.description}"
     return ModelSpec(spec.name, factory, defaults, MODALITIES, description, spec.paper_ref, dict(spec.tiny),
                      "fusion")

@@ -294,7 +294,8 @@ def evaluate_checkpoint(
     report = EvalReport(run=path, checkpoint=tag or path.stem, delay_seconds=delay_s)
     for part, sessions in by_partition.items():
         ds = SessionWindows(sessions, modalities=modalities, window=None, require_labels=False,
-                            embed_dim=_embed_dim(cfg), **dataset_options(prep))
+                            embed_dim=_embed_dim(cfg), audio_reference=getattr(model, "audio_reference", 0),
+                            **dataset_options(prep))
         preds = predict_recordings(model, ds, device=dev, batch_size=int((cfg.get("optim") or {}).get(
             "eval_batch_size", 1)), delay_frames=delay_frames, label_rate=label_rate)
         report.predictions[part] = preds

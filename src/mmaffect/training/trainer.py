@@ -627,10 +627,12 @@ class _TrainData:
                 f"{(prepare_config.get('text') or {}).get('embedder')!r}), the model expects "
                 f"model_options.embed_dim={embed_dim}; train with model_options.embed_dim={found}")
         seed = int(cfg["seed"])
+        reference = int(cfg["model_options"].get("audio_reference") or 0)  # the model's speaker yardstick
         train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
-                                  embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config), **ds_opts)
+                                  embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config),
+                                  audio_reference=reference, **ds_opts)
         dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
-                                embed_dim=embed_dim, **ds_opts)
+                                embed_dim=embed_dim, audio_reference=reference, **ds_opts)
         return cls(prepare_config, label_rate, int(round(float(data.get("annotation_delay", 0.0)) * label_rate)),
                    train_ds, dev_ds)
 
