@@ -28,6 +28,8 @@ from mmaffect.data.pcm import from_pcm16, interlocutor_vector, to_pcm16
 from mmaffect.data.session import DIMENSIONS
 
 MODALITIES = ("text", "audio", "visual")
+#: Training draws the reference frames of an item from a pool of this many times R frames per recording.
+REFERENCE_POOL = 8
 #: Item entries that are not along time (a fixed number of reference frames): never padded or sliced by time.
 REFERENCE_KEYS = ("audio_ref", "audio_ref_mask")
 _STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
@@ -99,8 +101,8 @@ class SessionWindows(Dataset):
     session of T frames yields ``ceil(T / window)`` items per epoch; call
     :meth:`set_epoch` to draw new random window starts (seeded, so runs are
     reproducible). ``audio_reference``: see the module docstring (training
-    draws new reference frames per item and epoch, whole recordings take
-    evenly spaced ones).
+    draws new reference frames per item and epoch from a pool per recording,
+    whole recordings take evenly spaced ones).
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class SessionWindows(Dataset):
         self.embed_dim = embed_dim if embed_dim is not None else self._find_embed_dim()
         self.audio_reference = int(audio_reference)
         self._ref_candidates = [reference_candidates(s) for s in self.sessions] if audio_reference else []
+        self._ref_pools: dict[int, np.ndarray] = {}  # training: session -> its reference pool (int16 frames)
         self.set_epoch(0)
 
     def _find_embed_dim(self) -> int:
@@ -180,10 +183,24 @@ class SessionWindows(Dataset):
                            face_size=self.face_size, embed_dim=self.embed_dim, max_words=self.max_words,
                            audio_frame=self.audio_frame, audio_transform=transform)
         if self.audio_reference:
-            rng = None if self.window is None else np.random.default_rng([self.seed, self.epoch, idx, 2])
-            item.update(load_reference(self.sessions[i], self._ref_candidates[i], self.audio_reference,
-                                       self.audio_frame, rng))
+            item.update(self._reference(i, idx))
         return item
+
+    def _reference(self, i: int, idx: int) -> dict[str, torch.Tensor]:
+        """Whole recordings: R evenly spaced speech frames (as ``predict`` takes them). Training: R drawn
+        anew per item and epoch from the session's pool of up to ``REFERENCE_POOL`` × R evenly spaced
+        speech frames, read once (scattered reads per item cost more than the training step)."""
+        n = self.audio_reference
+        if self.window is None:
+            return load_reference(self.sessions[i], self._ref_candidates[i], n, self.audio_frame)
+        pool = self._ref_pools.get(i)
+        if pool is None:
+            pool_idx = reference_indices(self._ref_candidates[i], REFERENCE_POOL * n)
+            pool = (np.asarray(read_stream(self.sessions[i].streams["audio"], keys=["audio"], frames=pool_idx)["audio"])
+                    if len(pool_idx) else np.zeros((0, self.audio_frame), np.int16))
+            self._ref_pools[i] = pool
+        rng = np.random.default_rng([self.seed, self.epoch, idx, 2])
+        return reference_item(pool[reference_indices(np.arange(len(pool)), n, rng)], n)
 
 
 def augment_frames(frames: np.ndarray, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
