@@ -323,3 +323,13 @@ def test_audio_frames_reference_reads_speech_frames_and_keeps_the_counts(tmp_pat
         expect = heard["audio"][reference_indices(speech, 4)]
         assert np.array_equal(ref, expect)
     assert math.isfinite(float(np.abs(ref).mean()))
+
+
+def test_train_refuses_audio_augmentation_with_a_reference(cache: Path, tmp_path: Path) -> None:
+    from mmaffect.training.trainer import load_train_config, train
+
+    cfg = load_train_config({"model_name": LEVEL}, [
+        f"data.cache={cache}", "optim.epochs=1", "log.plot=false", "log.progress=false",
+        "model_options.audio_reference=8", "augment.audio.enabled=true"])
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        train(cfg, out=tmp_path / "run", progress=False)

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from mmaffect.data.cache import CachedSession, read_stream
 from mmaffect.data.pcm import from_pcm16, interlocutor_vector, to_pcm16
 from mmaffect.data.session import DIMENSIONS
+from mmaffect.errors import ConfigError
 
 MODALITIES = ("text", "audio", "visual")
 #: Training draws the reference frames of an item from a pool of this many times R frames per recording.
@@ -85,10 +86,10 @@ def reference_candidates(session: CachedSession) -> np.ndarray:
     return np.flatnonzero(np.asarray(a["audio_mask"], bool) & np.asarray(a["audio_target"], bool))
 
 
-def load_reference(session: CachedSession, candidates: np.ndarray, n: int, audio_frame: int,
-                   rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
-    """:func:`reference_item` of ``n`` frames of ``candidates`` (:func:`reference_indices`) read from the cache."""
-    idx = reference_indices(candidates, n, rng)
+def load_reference(session: CachedSession, candidates: np.ndarray, n: int, audio_frame: int) -> dict[str, torch.Tensor]:
+    """:func:`reference_item` of ``n`` evenly spaced frames of ``candidates`` (:func:`reference_indices`),
+    read from the cache: the reference of a whole recording."""
+    idx = reference_indices(candidates, n)
     if len(idx) == 0:
         return reference_item(np.zeros((0, audio_frame), np.int16), n)
     return reference_item(np.asarray(read_stream(session.streams["audio"], keys=["audio"], frames=idx)["audio"]), n)
@@ -122,10 +123,10 @@ class SessionWindows(Dataset):
     ) -> None:
         if audio_reference and audio_augment is not None:
             # the window would be augmented and its yardstick not: a channel the reference never heard
-            raise ValueError("audio augmentation and an audio reference cannot be combined yet; "
-                             "set augment.audio.enabled=false or model_options.audio_reference=0")
+            raise ConfigError("audio augmentation and an audio reference cannot be combined yet; "
+                              "set augment.audio.enabled=false or model_options.audio_reference=0")
         if audio_reference and "audio" not in modalities:
-            raise ValueError("audio_reference needs the audio modality")
+            raise ConfigError("audio_reference needs the audio modality")
         if require_labels:
             missing = [s.name for s in sessions if not s.has("labels")]
             if missing:
