@@ -17,6 +17,14 @@ speaker, but none of its labels.
    (``bench_emodb_audio.fit_baselines``), as in the speech-emotion
    literature; then with and without the output-level step.
 
+3. **One utterance heard alone** (``--single OTHER``): the networks of
+   ``--workdir`` scored again with every test utterance as a recording of its
+   own (the per-utterance corpus and cache of ``OTHER``, another work folder
+   of the benchmark made with ``--group utterance``). A network with a speaker
+   reference (``model_options.audio_reference``) then has only the utterance
+   itself as its reference: the case of a short clip in which the speaker
+   keeps one state, which is what ``mmaffect predict`` meets on such a clip.
+
 It re-scores finished runs of ``benchmarks/bench_emodb_audio.py``: nothing is
 trained but the SVR of step 2 (about 1.5 min on 2 cores). Printed: one table
 (pooled CCC, mean ± std over seeds; per-fold CCC mean ± std over the test
@@ -27,6 +35,8 @@ against itself raw). Also written: ``WORKDIR/speaker-norm.json``.
 Usage::
 
     python benchmarks/bench_emodb_speaker_norm.py --workdir /tmp/li_band --models audio-li2019 --seeds 0 1 2
+    python benchmarks/bench_emodb_speaker_norm.py --workdir /tmp/spk_ref --models audio-li2019 --seeds 0 1 2 \
+        --no-svr --single /tmp/li_band
 
 ``--workdir`` is a work folder of ``bench_emodb_audio.py`` with its corpus,
 ``folds.json``, the runs of ``--models`` for ``--seeds``, and (for the SVR rows)
@@ -124,6 +134,32 @@ def network_predictions(work: Path, model: str, seed: int, utts: list[dict], fol
     return out
 
 
+def single_predictions(work: Path, single: Path, model: str, seed: int, utts: list[dict],
+                       folds: list[dict]) -> dict[str, np.ndarray]:
+    """Per-utterance predictions of each fold's run when every test utterance is its own recording:
+    ``mmaffect evaluate`` of the run's best.pt on the per-utterance cache of ``single`` (written to
+    ``RUN/eval-single``, reused when there)."""
+    from mmaffect.training.evaluate import evaluate_checkpoint
+
+    single_utts = emodb.utterances(single / "corpus")
+    by_source = {u["source"]: u for u in single_utts}
+    out = {}
+    for f in folds:
+        run = emodb.run_dir(work, model, f["test"], seed)
+        part = f"spk{f['test']}"
+        pred_dir = run / "eval-single" / "predictions-best" / part
+        if not pred_dir.is_dir():
+            print(f"  {model} seed {seed} fold {part}: each utterance alone", file=sys.stderr)
+            evaluate_checkpoint(run / "best.pt", partitions=[part], cache=single / "cache", device="cpu",
+                                out=run / "eval-single")
+        mine = [u for u in utts if u["speaker"] == f["test"]]
+        missing = [u["source"] for u in mine if u["source"] not in by_source]
+        if missing:
+            raise SystemExit(f"--single {single}: utterances {missing[:3]}... are not in its corpus")
+        out[f["test"]] = emodb.utterance_predictions(pred_dir, [by_source[u["source"]] for u in mine])
+    return out
+
+
 def baseline_predictions(models: dict, name: str, utts: list[dict], folds: list[dict]) -> dict[str, np.ndarray]:
     """Per-fold predictions of baseline ``name`` from a baseline result (baseline.json's ``models``)."""
     out = {}
@@ -142,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=emodb.MODELS, default=[], help="our models to re-score")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="their seeds (default 0)")
     p.add_argument("--no-svr", action="store_true", help="leave out the SVR rows (no baseline.json needed)")
+    p.add_argument("--single", metavar="OTHER",
+                   help="a work folder of bench_emodb_audio.py made with --group utterance: also score the "
+                        "networks with every test utterance as its own recording (its cache)")
     args = p.parse_args(argv)
 
     wall0 = time.perf_counter()
@@ -168,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         preds = [network_predictions(work, model, seed, utts, folds) for seed in args.seeds]
         nets[model] = (add(f"{model}, raw", preds, False), add(f"{model}, outputs per speaker", preds, True))
+        if args.single:
+            alone = [single_predictions(work, Path(args.single), model, seed, utts, folds) for seed in args.seeds]
+            add(f"{model}, each utterance alone", alone, False)
     svr = {}
     svr_s = 0.0
     if not args.no_svr:

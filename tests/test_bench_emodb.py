@@ -190,13 +190,16 @@ def test_quick_benchmark_prints_table(emodb: Path, tmp_path: Path) -> None:
     assert json.loads((work / "results.json").read_text())["compare"]["dir"] == str(work)
 
     # speaker-level normalisation re-scores the same runs: its raw rows equal the benchmark's figures
-    norm = subprocess.run([sys.executable, str(SPEAKER_NORM), "--workdir", str(work), "--models", "audio-li2019"],
-                          capture_output=True, text=True, check=False, timeout=300)
+    # (--single: the same per-utterance work folder, so "each utterance alone" re-scores the same inputs)
+    norm = subprocess.run([sys.executable, str(SPEAKER_NORM), "--workdir", str(work), "--models", "audio-li2019",
+                           "--single", str(work)], capture_output=True, text=True, check=False, timeout=300)
     assert norm.returncode == 0, norm.stderr[-3000:]
     table = {r[0]: r for r in _tables(norm.stdout)[0]}
     li, svr = next(r for r in rows if "li2019" in r[0]), next(r for r in rows if "SVR" in r[0])
     assert table["audio-li2019, raw"][1] == li[1] and table["audio-li2019, raw"][3] == li[3]
     assert table["eGeMAPS + SVR, raw"][1] == svr[1] and table["eGeMAPS + SVR, raw"][3] == svr[3]
+    assert table["audio-li2019, each utterance alone"][1:5] == table["audio-li2019, raw"][1:5]
+    assert (work / "runs" / "audio-li2019" / "fold-spk08" / "eval-single" / "predictions-best" / "spk08").is_dir()
     assert {"audio-li2019, outputs per speaker", "eGeMAPS + SVR, features per speaker",
             "eGeMAPS + SVR, features and outputs per speaker"} <= set(table)
     saved = json.loads((work / "speaker-norm.json").read_text())
