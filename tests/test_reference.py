@@ -292,7 +292,9 @@ def test_evaluate_predict_and_export_with_a_reference(cache: Path, tmp_path: Pat
     sf.write(quiet, wave.astype(np.float32), 10 * SAMPLES)
     sf.write(loud, (wave * 10).astype(np.float32), 10 * SAMPLES)
     model = mmaffect.load(tmp_path / "run" / "best.pt")
-    a = model.predict(audio=quiet)
+    full = model.predict_full(audio=quiet)
+    assert full.report["audio_reference"] == {"frames": 24, "asked": 24}
+    a = full.frame
     b = model.predict(audio=loud)
     both = a["arousal"].notna() & b["arousal"].notna()
     assert both.sum() > 20

@@ -493,7 +493,11 @@ class Predictor:
                         kept.setdefault(key, []).append(value[0].float().cpu().numpy())
             del out, batch, item
             release_freed_memory()  # keeps the resident size flat over many chunks
-        return {"preds": preds, "presence": presence, "kept": kept}
+        run: dict[str, Any] = {"preds": preds, "presence": presence, "kept": kept}
+        if reference:
+            run["audio_reference"] = {"frames": int(reference["audio_ref_mask"].sum()),
+                                      "asked": int(reference["audio_ref_mask"].numel())}
+        return run
 
     def _finish(self, run: dict[str, Any], streams: _Streams, times: np.ndarray, report: dict[str, Any],
                 t0: float, max_gap: float | None = DEFAULT_MAX_GAP) -> Prediction:
@@ -511,6 +515,8 @@ class Predictor:
         frame = pd.DataFrame({"time": np.round(times, 6), "arousal": pred[:, 0], "valence": pred[:, 1],
                               **{k: v.astype(np.int8) for k, v in flags.items()}})
         report.update(streams.report())
+        if "audio_reference" in run:  # how many frames of the speaker's speech the model's yardstick had
+            report["audio_reference"] = run["audio_reference"]
         report["frames_with_audio"] = int(flags["audio"].sum())
         report["frames_with_face"] = int(flags["face"].sum())
         report["frames_with_words"] = int(flags["words"].sum())

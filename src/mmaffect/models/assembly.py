@@ -56,8 +56,8 @@ def reference_normalise(branch: Branch, out: BranchOutput, batch: Batch) -> Bran
 
     The branch is run on ``batch["audio_ref"]`` (B, R, samples), present where ``audio_ref_mask``
     (B, R) is True, in the branch's own mode (batch-norm and dropout as for the frames it normalises)
-    and without gradients (a yardstick the network cannot learn through; a third of the cost of a
-    trained pass); per recording and feature, ``mu`` and ``sd`` =
+    and without gradients (a yardstick the network cannot learn through; about a third of the cost
+    of a trained pass); per recording and feature, ``mu`` and ``sd`` =
     the mean and the standard deviation (+ a floor) over the present reference frames, and
     ``features = (features - mu) / sd`` on the frames where the audio is present (absent frames stay
     zero). A recording with fewer than two reference frames (no speech heard) keeps mu = 0, sd = 1.

@@ -40,7 +40,8 @@ from mmaffect.models.registry import (
     set_builder,
 )
 
-__all__ = ["HEAD_DEFAULTS", "REFERENCE_DEFAULTS", "SHARED_SIZES", "build_branch", "tiny_overrides", "tiny_inputs", "input_options"]
+__all__ = ["HEAD_DEFAULTS", "REFERENCE_DEFAULTS", "SHARED_SIZES", "build_branch", "tiny_overrides", "tiny_inputs",
+           "input_options"]
 
 HEAD_DEFAULTS: dict[str, Any] = {"head_hidden": 256, "head_layers": 1, "head_dropout": 0.5}
 #: Options of every model with an audio branch: speech frames of the speaker that normalise the audio
