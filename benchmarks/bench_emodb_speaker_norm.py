@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     def add(label: str, per_seed_preds: list[dict[str, np.ndarray]], normalise: bool) -> dict:
         summaries = [emodb.summarize(fold_predictions(pp, gold, speakers, folds, normalise=normalise))
                      for pp in per_seed_preds]
-        s = emodb.combine_seeds(summaries, args.seeds if len(summaries) > 1 else [args.seeds[0]])
+        s = emodb.combine_seeds(summaries, args.seeds[:len(summaries)])  # the SVR: one summary
         rows.append((label, s))
         result["rows"][label] = s
         return s
@@ -250,26 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| goal (issue #12) | ≥ {emodb.GOALS['arousal']} | | ≥ {emodb.GOALS['valence']} | |\n")
     print("\n".join(emodb.fold_table(rows, fold_ids)) + "\n")
 
-    tests: dict = {}
+    # (key in the JSON, name in the printed line, what is compared, first, second)
+    pairs: list[tuple[str, str, str, dict, dict]] = []
     for model, (raw_s, out_s) in nets.items():
-        pairs = [("outputs per speaker vs raw", out_s, raw_s)]
+        pairs.append((model, model, "outputs per speaker vs raw", out_s, raw_s))
         if svr:
-            pairs += [("outputs per speaker vs the SVR, outputs per speaker", out_s, svr["out"]),
-                      ("outputs per speaker vs the SVR, features per speaker", out_s, svr["feat"])]
-        for what, a, b in pairs:
-            for dim in DIMS:
-                w = emodb.wilcoxon_paired([a["folds"][f][dim] for f in fold_ids], [b["folds"][f][dim] for f in fold_ids])
-                tests[f"{model}: {what}, {dim}"] = w
-                print(f"* {model}, {what}, {dim}: per fold mean {w['mean_diff']:+.3f}, higher on {w['higher']} "
-                      f"of {w['n']}; {emodb.wilcoxon_text(w)}.")
+            pairs += [(model, model, "outputs per speaker vs the SVR, outputs per speaker", out_s, svr["out"]),
+                      (model, model, "outputs per speaker vs the SVR, features per speaker", out_s, svr["feat"])]
     if svr:
-        for what, a, b in (("features per speaker vs raw", svr["feat"], svr["raw"]),
-                           ("features and outputs per speaker vs raw", svr["both"], svr["raw"])):
-            for dim in DIMS:
-                w = emodb.wilcoxon_paired([a["folds"][f][dim] for f in fold_ids], [b["folds"][f][dim] for f in fold_ids])
-                tests[f"svr: {what}, {dim}"] = w
-                print(f"* SVR, {what}, {dim}: per fold mean {w['mean_diff']:+.3f}, higher on {w['higher']} of "
-                      f"{w['n']}; {emodb.wilcoxon_text(w)}.")
+        pairs += [("svr", "SVR", "features per speaker vs raw", svr["feat"], svr["raw"]),
+                  ("svr", "SVR", "features and outputs per speaker vs raw", svr["both"], svr["raw"])]
+    tests: dict = {}
+    for key, name, what, a, b in pairs:
+        for dim in DIMS:
+            w = emodb.wilcoxon_paired([a["folds"][f][dim] for f in fold_ids], [b["folds"][f][dim] for f in fold_ids])
+            tests[f"{key}: {what}, {dim}"] = w
+            print(f"* {name}, {what}, {dim}: per fold mean {w['mean_diff']:+.3f}, higher on {w['higher']} of "
+                  f"{w['n']}; {emodb.wilcoxon_text(w)}.")
     result["tests"] = tests
     wall = time.perf_counter() - wall0
     result.update({"svr_fit_s": svr_s, "wall_s": wall, "hardware": hardware()})

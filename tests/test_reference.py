@@ -10,7 +10,6 @@ own with it and cannot without it (end to end through ``train``), and that ``eva
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -323,8 +322,7 @@ def test_audio_frames_reference_reads_speech_frames_and_keeps_the_counts(tmp_pat
         speech = np.flatnonzero(heard["audio_mask"] & heard["audio_target"])
         assert len(speech) >= 8 and ref.shape == (4, audio["frame_samples"])
         expect = heard["audio"][reference_indices(speech, 4)]
-        assert np.array_equal(ref, expect)
-    assert math.isfinite(float(np.abs(ref).mean()))
+        assert np.array_equal(ref, expect) and np.abs(ref).max() > 0  # speech frames, not silence
 
 
 def test_train_refuses_audio_augmentation_with_a_reference(cache: Path, tmp_path: Path) -> None:

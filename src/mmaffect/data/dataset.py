@@ -86,13 +86,17 @@ def reference_candidates(session: CachedSession) -> np.ndarray:
     return np.flatnonzero(np.asarray(a["audio_mask"], bool) & np.asarray(a["audio_target"], bool))
 
 
+def _audio_frames(session: CachedSession, idx: np.ndarray, audio_frame: int) -> np.ndarray:
+    """(len(idx), audio_frame) int16: the cached audio frames ``idx`` (sorted, distinct) of ``session``."""
+    if len(idx) == 0:
+        return np.zeros((0, audio_frame), np.int16)
+    return np.asarray(read_stream(session.streams["audio"], keys=["audio"], frames=idx)["audio"])
+
+
 def load_reference(session: CachedSession, candidates: np.ndarray, n: int, audio_frame: int) -> dict[str, torch.Tensor]:
     """:func:`reference_item` of ``n`` evenly spaced frames of ``candidates`` (:func:`reference_indices`),
     read from the cache: the reference of a whole recording."""
-    idx = reference_indices(candidates, n)
-    if len(idx) == 0:
-        return reference_item(np.zeros((0, audio_frame), np.int16), n)
-    return reference_item(np.asarray(read_stream(session.streams["audio"], keys=["audio"], frames=idx)["audio"]), n)
+    return reference_item(_audio_frames(session, reference_indices(candidates, n), audio_frame), n)
 
 
 class SessionWindows(Dataset):
@@ -190,15 +194,14 @@ class SessionWindows(Dataset):
     def _reference(self, i: int, idx: int) -> dict[str, torch.Tensor]:
         """Whole recordings: R evenly spaced speech frames (as ``predict`` takes them). Training: R drawn
         anew per item and epoch from the session's pool of up to ``REFERENCE_POOL`` × R evenly spaced
-        speech frames, read once (scattered reads per item cost more than the training step)."""
+        speech frames, read once (a scattered read per item cost about as much as its training step)."""
         n = self.audio_reference
         if self.window is None:
             return load_reference(self.sessions[i], self._ref_candidates[i], n, self.audio_frame)
         pool = self._ref_pools.get(i)
         if pool is None:
-            pool_idx = reference_indices(self._ref_candidates[i], REFERENCE_POOL * n)
-            pool = (np.asarray(read_stream(self.sessions[i].streams["audio"], keys=["audio"], frames=pool_idx)["audio"])
-                    if len(pool_idx) else np.zeros((0, self.audio_frame), np.int16))
+            pool = _audio_frames(self.sessions[i], reference_indices(self._ref_candidates[i], REFERENCE_POOL * n),
+                                 self.audio_frame)
             self._ref_pools[i] = pool
         rng = np.random.default_rng([self.seed, self.epoch, idx, 2])
         return reference_item(pool[reference_indices(np.arange(len(pool)), n, rng)], n)

@@ -55,7 +55,8 @@ def reference_normalise(branch: Branch, out: BranchOutput, batch: Batch) -> Bran
     """``out`` of the audio ``branch`` standardised per recording by the reference frames of ``batch``.
 
     The branch is run on ``batch["audio_ref"]`` (B, R, samples), present where ``audio_ref_mask``
-    (B, R) is True, in the branch's own mode (batch-norm and dropout as for the frames it normalises)
+    (B, R) is True, in the branch's own mode (batch-norm and dropout as for the frames it normalises;
+    in training, batch-norm running statistics also see the reference frames)
     and without gradients (a yardstick the network cannot learn through; about a third of the cost
     of a trained pass); per recording and feature, ``mu`` and ``sd`` =
     the mean and the standard deviation (+ a floor) over the present reference frames, and
