@@ -244,7 +244,8 @@ def test_paper_options_unchanged():
     assert get_spec("fusion-hierarchical").defaults == {
         "embed_dim": 384, "image_size": 96, "text_branch": "text-paper", "audio_branch": "audio-tzirakis2018",
         "visual_branch": "visual-hrnet3-attpool", "text_options": {}, "audio_options": {}, "visual_options": {},
-        "d_u": 256, "head_hidden": 256, "head_layers": 1, "head_dropout": 0.5, "audio_reference": 0}
+        "d_u": 256, "head_hidden": 256, "head_layers": 1, "head_dropout": 0.5, "audio_reference": 0,
+        "audio_reference_prior": 0, "audio_reference_self": 0.0}
     assert {k: get_spec("fusion-self-attention").defaults[k] for k in ("d_u", "heads", "d_s", "alpha")} == {
         "d_u": 256, "heads": 4, "d_s": 64, "alpha": "softmax"}
     assert {k: get_spec("fusion-crossmodal-hierarchical").defaults[k] for k in ("d_s", "tokens")} == {

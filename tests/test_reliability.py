@@ -798,6 +798,18 @@ def test_kill_9_of_prepare_workers_at_a_random_moment(corpus, cache, tmp_path):
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"kill at +{delay:.2f} s: {s.name} {k}")
 
 
+def test_train_removes_the_temporary_checkpoint_of_a_killed_writer(cache, tmp_path):
+    # a kill during the first write of last.pt leaves its temporary and no last.pt: the next run starts
+    # fresh in that folder and must not keep the half-written file
+    cfg = _train_yaml(tmp_path, cache, seed=3)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".last.k1ll3d.pt").write_bytes(b"half a checkpoint")
+    res = _cli("train", str(cfg), "--out", str(out), "--quiet", "optim.epochs=1")
+    assert res.returncode == 0, res.stderr
+    assert (out / "last.pt").is_file() and not (out / ".last.k1ll3d.pt").exists()
+
+
 def test_kill_9_of_train_at_a_random_moment_then_resume(cache, tmp_path):
     cfg = _train_yaml(tmp_path, cache, seed=3)
     ref = tmp_path / "ref"

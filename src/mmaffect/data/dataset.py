@@ -8,9 +8,10 @@ lacks (e.g. no video) yields zeros with its mask False, so models mask it.
 The dataset holds no open file handles between items, so it works with
 DataLoader worker processes.
 
-``audio_reference=R`` adds to every item ``audio_ref`` (R, 2 * frame) and
-``audio_ref_mask`` (R,): R frames of the target speaker's speech from the
-same recording (:func:`reference_indices`), the yardstick of a model that
+``audio_reference=R`` adds to every item ``audio_ref`` (R, 2 * frame),
+``audio_ref_mask`` (R,) and ``audio_ref_count`` (1,): R frames of the target
+speaker's speech from the same recording (:func:`reference_indices`) and how
+many speech frames the recording has, the yardstick of a model that
 normalises its audio features per speaker
 (:func:`mmaffect.models.assembly.reference_normalise`).
 """
@@ -32,7 +33,7 @@ MODALITIES = ("text", "audio", "visual")
 #: Training draws the reference frames of an item from a pool of this many times R frames per recording.
 REFERENCE_POOL = 8
 #: Item entries that are not along time (a fixed number of reference frames): never padded or sliced by time.
-REFERENCE_KEYS = ("audio_ref", "audio_ref_mask")
+REFERENCE_KEYS = ("audio_ref", "audio_ref_mask", "audio_ref_count")
 _STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
 
 
@@ -64,17 +65,21 @@ def reference_indices(candidates: np.ndarray, n: int, rng: np.random.Generator |
     return np.sort(rng.choice(candidates, size=n, replace=False))
 
 
-def reference_item(frames: np.ndarray, n: int) -> dict[str, torch.Tensor]:
+def reference_item(frames: np.ndarray, n: int, count: int) -> dict[str, torch.Tensor]:
     """``audio_ref`` (n, 2F) and ``audio_ref_mask`` (n,) from k <= n int16 target-speech frames (k, F):
-    each frame in the target half of the interlocutor vector; the rows past k are zeros, masked."""
+    each frame in the target half of the interlocutor vector; the rows past k are zeros, masked.
+    ``audio_ref_count`` (1,): ``count``, the speech frames of the recording they were drawn from."""
     k, f = frames.shape
     if k > n:
         raise ValueError(f"{k} reference frames for {n} places")
     ref = np.zeros((n, 2 * f), np.float32)
     ref[:k] = interlocutor_vector(from_pcm16(frames), np.ones(k, bool))
+    if count < k:
+        raise ValueError(f"{k} reference frames drawn from a recording of {count} speech frames")
     mask = np.zeros(n, bool)
     mask[:k] = True
-    return {"audio_ref": torch.from_numpy(ref), "audio_ref_mask": torch.from_numpy(mask)}
+    return {"audio_ref": torch.from_numpy(ref), "audio_ref_mask": torch.from_numpy(mask),
+            "audio_ref_count": torch.tensor([float(count)])}
 
 
 def reference_candidates(session: CachedSession) -> np.ndarray:
@@ -96,7 +101,7 @@ def _audio_frames(session: CachedSession, idx: np.ndarray, audio_frame: int) -> 
 def load_reference(session: CachedSession, candidates: np.ndarray, n: int, audio_frame: int) -> dict[str, torch.Tensor]:
     """:func:`reference_item` of ``n`` evenly spaced frames of ``candidates`` (:func:`reference_indices`),
     read from the cache: the reference of a whole recording."""
-    return reference_item(_audio_frames(session, reference_indices(candidates, n), audio_frame), n)
+    return reference_item(_audio_frames(session, reference_indices(candidates, n), audio_frame), n, len(candidates))
 
 
 class SessionWindows(Dataset):
@@ -107,7 +112,8 @@ class SessionWindows(Dataset):
     :meth:`set_epoch` to draw new random window starts (seeded, so runs are
     reproducible). ``audio_reference``: see the module docstring (training
     draws new reference frames per item and epoch from a pool per recording,
-    whole recordings take evenly spaced ones).
+    whole recordings take evenly spaced ones; with ``audio_augment``, the
+    reference frames go through the same channel as their window).
     """
 
     def __init__(
@@ -125,10 +131,6 @@ class SessionWindows(Dataset):
         audio_augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         audio_reference: int = 0,
     ) -> None:
-        if audio_reference and audio_augment is not None:
-            # the window would be augmented and its yardstick not: a channel the reference never heard
-            raise ConfigError("audio augmentation and an audio reference cannot be combined yet; "
-                              "set augment.audio.enabled=false or model_options.audio_reference=0")
         if audio_reference and "audio" not in modalities:
             raise ConfigError("audio_reference needs the audio modality")
         if require_labels:
@@ -191,6 +193,14 @@ class SessionWindows(Dataset):
             item.update(self._reference(i, idx))
         return item
 
+    def _augment_reference(self, frames: np.ndarray, idx: int) -> np.ndarray:
+        """The reference frames of item ``idx`` through the same channel as its window: the augmentation
+        is run with a generator seeded as the window's, so it draws the same room, noise level, EQ,
+        gain, band, telephone and codec (a yardstick heard through another channel would not be one)."""
+        if self.audio_augment is None or len(frames) == 0:
+            return frames
+        return augment_frames(frames, self.audio_augment, np.random.default_rng([self.seed, self.epoch, idx, 1]))
+
     def _reference(self, i: int, idx: int) -> dict[str, torch.Tensor]:
         """Whole recordings: R evenly spaced speech frames (as ``predict`` takes them). Training: R drawn
         anew per item and epoch from the session's pool of up to ``REFERENCE_POOL`` × R evenly spaced
@@ -204,7 +214,8 @@ class SessionWindows(Dataset):
                                  self.audio_frame)
             self._ref_pools[i] = pool
         rng = np.random.default_rng([self.seed, self.epoch, idx, 2])
-        return reference_item(pool[reference_indices(np.arange(len(pool)), n, rng)], n)
+        frames = self._augment_reference(pool[reference_indices(np.arange(len(pool)), n, rng)], idx)
+        return reference_item(frames, n, len(self._ref_candidates[i]))
 
 
 def augment_frames(frames: np.ndarray, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],

@@ -455,8 +455,10 @@ class Predictor:
         if not n:
             return {}
         frame = int(self.prepare_config["audio"]["frame_samples"])
-        frames = streams.audio.reference(n, streams.turns) if streams.audio is not None else np.zeros((0, frame), np.int16)
-        return reference_item(frames, n)
+        if streams.audio is None:
+            return reference_item(np.zeros((0, frame), np.int16), n, 0)
+        frames, count = streams.audio.reference(n, streams.turns)
+        return reference_item(frames, n, count)
 
     def _run_chunks(self, streams: _Streams, times: np.ndarray, chunk: int, attention: Sequence[str] | None,
                     progress: bool) -> dict[str, Any]:
@@ -496,7 +498,8 @@ class Predictor:
         run: dict[str, Any] = {"preds": preds, "presence": presence, "kept": kept}
         if reference:
             run["audio_reference"] = {"frames": int(reference["audio_ref_mask"].sum()),
-                                      "asked": int(reference["audio_ref_mask"].numel())}
+                                      "asked": int(reference["audio_ref_mask"].numel()),
+                                      "speech_frames": int(reference["audio_ref_count"].item())}
         return run
 
     def _finish(self, run: dict[str, Any], streams: _Streams, times: np.ndarray, report: dict[str, Any],

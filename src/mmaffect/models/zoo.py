@@ -45,8 +45,9 @@ __all__ = ["HEAD_DEFAULTS", "REFERENCE_DEFAULTS", "SHARED_SIZES", "build_branch"
 
 HEAD_DEFAULTS: dict[str, Any] = {"head_hidden": 256, "head_layers": 1, "head_dropout": 0.5}
 #: Options of every model with an audio branch: speech frames of the speaker that normalise the audio
-#: features (``mmaffect.models.assembly.reference_normalise``; 0 = off, the paper).
-REFERENCE_DEFAULTS: dict[str, Any] = {"audio_reference": 0}
+#: features (``mmaffect.models.assembly.reference_normalise``; 0 = off, the paper), the frames of
+#: population statistics they are shrunk towards, and how often training makes a window its own yardstick.
+REFERENCE_DEFAULTS: dict[str, Any] = {"audio_reference": 0, "audio_reference_prior": 0, "audio_reference_self": 0.0}
 
 #: Input sizes a fusion variant passes to its branch of a modality (when the branch has the option).
 SHARED_SIZES: dict[str, dict[str, Any]] = {"text": {"embed_dim": 384}, "audio": {}, "visual": {"image_size": 96}}

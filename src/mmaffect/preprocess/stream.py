@@ -163,23 +163,24 @@ class AudioFrames:
         return {"audio": to_pcm16(frames), "audio_mask": valid & speech, "audio_target": target,
                 "audio_speech": speech}
 
-    def reference(self, n: int, turns: Sequence[Turn] | None, *, chunk: int = 6000) -> np.ndarray:
+    def reference(self, n: int, turns: Sequence[Turn] | None, *, chunk: int = 6000) -> tuple[np.ndarray, int]:
         """(k, frame) int16: k <= ``n`` evenly spaced frames of the target's speech over the whole
         recording (``audio_mask`` and ``audio_target``; ``mmaffect.data.dataset.reference_indices``), the
-        yardstick of a model with an audio reference. Reads the recording once more; the frame counts
-        of :meth:`summary` are left as they were."""
+        yardstick of a model with an audio reference, and the number of such frames in the recording.
+        Reads the recording once more; the frame counts of :meth:`summary` are left as they were."""
         from mmaffect.data.dataset import reference_indices
 
         counts = dict(self.counts)
         try:
             heard = [(p["audio_mask"] & p["audio_target"]) for p in
                      (self.frames(s, min(len(self.times), s + chunk), turns) for s in range(0, len(self.times), chunk))]
-            idx = reference_indices(np.flatnonzero(np.concatenate(heard)) if heard else np.zeros(0, np.int64), n)
+            speech = np.flatnonzero(np.concatenate(heard)) if heard else np.zeros(0, np.int64)
+            idx = reference_indices(speech, n)
             # the chosen frames alone, read again (an hour of frames would be 160 MB)
             frames = [self.frames(int(i), int(i) + 1, turns)["audio"] for i in idx]
         finally:
             self.counts = counts
-        return np.concatenate(frames) if frames else np.zeros((0, self.fs), np.int16)
+        return (np.concatenate(frames) if frames else np.zeros((0, self.fs), np.int16)), len(speech)
 
     def all(self, turns: Sequence[Turn] | None, *, chunk: int = 6000) -> dict[str, np.ndarray]:
         """Every frame of the grid (read ``chunk`` frames at a time), as ``prepare`` caches them."""

@@ -214,6 +214,9 @@ def encode_decode(wave: np.ndarray, *, sample_rate: int, codec: str, kbps: float
     return y.astype(np.float32, copy=False)
 
 
+_EQ_MIN_RATE = 19_000  # twice the top centre frequency of audiomentations' seven-band EQ (9,486 Hz)
+
+
 class AudioAugment:
     """The random recording chain of the module docstring, for one window's waveform."""
 
@@ -223,6 +226,10 @@ class AudioAugment:
         self.config = config
         self.sample_rate = int(sample_rate)
         c = config
+        if c.p_eq > 0 and self.sample_rate < _EQ_MIN_RATE:
+            # its top bands reach 9.5 kHz: above the Nyquist frequency the filters blow up to inf/NaN
+            raise ConfigError(f"augment.audio.p_eq needs audio at ≥ {_EQ_MIN_RATE} Hz (the EQ's bands reach "
+                              f"9.5 kHz); this cache has {self.sample_rate} Hz: set augment.audio.p_eq=0")
         self._noise = AddColorNoise(min_snr_db=c.snr_db[0], max_snr_db=c.snr_db[1], p=1.0)
         self._eq = SevenBandParametricEQ(min_gain_db=-c.eq_db, max_gain_db=c.eq_db, p=1.0)
         self._gain = Gain(min_gain_db=-c.gain_db, max_gain_db=c.gain_db, p=1.0)
