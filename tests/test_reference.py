@@ -408,7 +408,7 @@ def _one_state_clip(path: Path, level: float, seed: int) -> Path:
     return path
 
 
-def test_raw_features_beside_the_reference_read_a_recording_in_one_state(tmp_path: Path) -> None:
+def test_with_a_prior_a_short_recording_in_one_state_is_read_by_its_level(tmp_path: Path) -> None:
     import mmaffect
 
     cache = speaker_cache(tmp_path / "cache", seed=1, speaker_db=2.0, states=True)
