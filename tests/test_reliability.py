@@ -804,10 +804,10 @@ def test_train_removes_the_temporary_checkpoint_of_a_killed_writer(cache, tmp_pa
     cfg = _train_yaml(tmp_path, cache, seed=3)
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".last.k1ll3d.pt").write_bytes(b"half a checkpoint")
+    (out / ".last.k1ll3d5x.pt").write_bytes(b"half a checkpoint")
     res = _cli("train", str(cfg), "--out", str(out), "--quiet", "optim.epochs=1")
     assert res.returncode == 0, res.stderr
-    assert (out / "last.pt").is_file() and not (out / ".last.k1ll3d.pt").exists()
+    assert (out / "last.pt").is_file() and not (out / ".last.k1ll3d5x.pt").exists()
 
 
 def test_kill_9_of_train_at_a_random_moment_then_resume(cache, tmp_path):

@@ -72,10 +72,10 @@ def reference_item(frames: np.ndarray, n: int, count: int) -> dict[str, torch.Te
     k, f = frames.shape
     if k > n:
         raise ValueError(f"{k} reference frames for {n} places")
-    ref = np.zeros((n, 2 * f), np.float32)
-    ref[:k] = interlocutor_vector(from_pcm16(frames), np.ones(k, bool))
     if count < k:
         raise ValueError(f"{k} reference frames drawn from a recording of {count} speech frames")
+    ref = np.zeros((n, 2 * f), np.float32)
+    ref[:k] = interlocutor_vector(from_pcm16(frames), np.ones(k, bool))
     mask = np.zeros(n, bool)
     mask[:k] = True
     return {"audio_ref": torch.from_numpy(ref), "audio_ref_mask": torch.from_numpy(mask),

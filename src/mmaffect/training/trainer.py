@@ -84,7 +84,7 @@ from mmaffect.training.evaluate import (
     predict_recordings,
 )
 from mmaffect.training.metrics import ccc_loss
-from mmaffect.utils.io import atomic_path, atomic_write_text
+from mmaffect.utils.io import atomic_path, atomic_write_text, temporary_files
 
 __all__ = [
     "load_train_config",
@@ -546,8 +546,9 @@ def _train(
     if ctx is None:
         ctx = DistContext(device=resolve_device(str(cfg["device"])))
     _check_run_folder(out, resume)
-    if ctx.is_main:
-        _remove_stale_temporaries(out)
+    if ctx.is_main:  # a writer killed mid-write left these; the run's lock is held, so none is being written
+        for path in temporary_files(out):
+            path.unlink(missing_ok=True)
     face_augment = _face_augment(cfg, ctx.device)
     data = _TrainData.load(cfg)
     seed_everything(int(cfg["seed"]))
@@ -586,16 +587,6 @@ def _train(
     log.close()
     return TrainResult(run=out, best_score=run.best, best_epoch=run.best_epoch, epochs=len(run.history),
                        step=run.step, history=run.history, stopped_early=stopped_early)
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary files of ``mmaffect.utils.io.atomic_path`` (``.last.x1y2.pt``) that a writer
-    killed mid-write left in the run folder; called under the run's lock, so none is being written."""
-    if not out.is_dir():
-        return
-    for path in out.iterdir():
-        if path.is_file() and path.name.startswith(".") and path.name != RUN_LOCK and path.name.count(".") >= 3:
-            path.unlink(missing_ok=True)
 
 
 def _check_run_folder(out: Path, resume: bool) -> None:

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,28 @@ def atomic_path(dest: str | Path, *, suffix: str | None = None) -> Iterator[Path
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+# the names atomic_path gives its temporaries: "." + the destination's stem + "." + mkstemp's 8
+# random characters + a suffix ("last.pt" -> ".last.k1ll3d5x.pt")
+_TEMPORARY = re.compile(r"\.[^.]+\.[a-z0-9_]{8}(\.[^.]+)?")
+
+
+def temporary_files(folder: str | Path) -> list[Path]:
+    """The temporary files of :func:`atomic_path` in ``folder``: left there by a writer that was killed
+    mid-write, or being written now (delete them only while no writer can run, e.g. under a lock).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in (".last.k1ll3d5x.pt", ".lock", "last.pt"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> [p.name for p in temporary_files(d)]
+    ['.last.k1ll3d5x.pt']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _TEMPORARY.fullmatch(p.name))
 
 
 def atomic_write_text(dest: str | Path, text: str) -> None:
