@@ -545,10 +545,7 @@ def _train(
     out = Path(out)
     if ctx is None:
         ctx = DistContext(device=resolve_device(str(cfg["device"])))
-    _check_run_folder(out, resume)
-    if ctx.is_main:  # a writer killed mid-write left these; the run's lock is held, so none is being written
-        for path in temporary_files(out):
-            path.unlink(missing_ok=True)
+    _check_run_folder(out, resume, sweep=ctx.is_main)
     face_augment = _face_augment(cfg, ctx.device)
     data = _TrainData.load(cfg)
     seed_everything(int(cfg["seed"]))
@@ -589,7 +586,13 @@ def _train(
                        step=run.step, history=run.history, stopped_early=stopped_early)
 
 
-def _check_run_folder(out: Path, resume: bool) -> None:
+def _check_run_folder(out: Path, resume: bool, *, sweep: bool = False) -> None:
+    """Refuse a fresh run over an existing one or a resume without one; with ``sweep`` (the writing rank,
+    which holds the run's lock, so no file is being written) delete the temporary files a writer killed
+    mid-write left behind."""
+    if sweep:
+        for path in temporary_files(out):
+            path.unlink(missing_ok=True)
     last_path = out / "last.pt"
     if resume:
         if not last_path.is_file():
