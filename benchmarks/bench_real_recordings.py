@@ -30,12 +30,21 @@ shows):
   quieter): mean predicted arousal per emotion, and the gap between the
   high-arousal emotions (anger, fear, happiness) and the low ones (sadness,
   boredom, neutral). A model that learned one corpus's level gives every
-  emotion the same arousal.
+  emotion the same arousal;
+* **a person talking** (audio models) — each EmoDB speaker's utterances, in a
+  fixed shuffled order, joined by 0.5-s pauses into one recording of about
+  two minutes (as someone speaks in an interview): the CCC of each
+  utterance's mean arousal and valence in that recording against the
+  categories' proxy values (pooled over the speakers), and the mean absolute
+  change of those means against the same utterance predicted alone. What the
+  model says about a sentence should not depend on how long the speaker has
+  been talking; a head whose state runs on far past its training windows
+  drifts (``--contexts train none`` shows both ways of running the head).
 
 Run from the repository root::
 
     python benchmarks/bench_real_recordings.py pretrained:emodb-audio /tmp/run/best.pt [--data ../shared/data]
-        [--checks silent camera channel studio]
+        [--checks silent camera channel studio talk] [--contexts train none]
 """
 
 from __future__ import annotations
@@ -53,14 +62,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt_time, hardware  # noqa: E402
+from mmaffect.data.sources import EMODB_EMOTIONS  # noqa: E402
 from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,  # noqa: E402
-                  face_change, feat_file, held_neutral_face)
+                  face_change, feat_file, held_neutral_face, speaker_talk)
 
-CHECKS = ("silent", "camera", "channel", "studio")
+CHECKS = ("silent", "camera", "channel", "studio", "talk")
 HIGH = ("anger", "fear", "happiness")
 LOW = ("sadness", "boredom", "neutral")
-_EMODB_CODES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
-                "N": "neutral"}
 
 
 def _span(frame, span, column):
@@ -161,18 +169,54 @@ def studio_arousal(predictor, data: Path, work: Path, limit: int | None) -> dict
         frame = predictor.predict(audio=path)
         heard = frame["audio"].to_numpy().astype(bool)
         if heard.any():
-            by_emotion.setdefault(_EMODB_CODES[f.stem[5]], []).append(float(frame["arousal"][heard].mean()))
+            by_emotion.setdefault(EMODB_EMOTIONS[f.stem[5]], []).append(float(frame["arousal"][heard].mean()))
     means = {k: float(np.mean(v)) for k, v in sorted(by_emotion.items())}
     means["high - low"] = (np.mean([means[k] for k in HIGH if k in means])
                            - np.mean([means[k] for k in LOW if k in means]))
     return means
 
 
+def talking(predictor, data: Path, work: Path, limit: int | None, context: str,
+            speakers: list[str] | None = None) -> dict[str, float]:
+    """Utterance means inside each speaker's ~2-min recording: CCC against the proxy values, and
+    the mean absolute change against each utterance predicted alone."""
+    from mmaffect.data.proxy import category_to_va
+    from mmaffect.training.metrics import ccc
+
+    speakers = speakers or sorted({f.stem[:2] for f in (data / "emodb" / "wav").glob("*.wav")})
+    rows: list[tuple[float, float, float, float, float, float]] = []  # in talk (a, v), alone (a, v), gold (a, v)
+    for speaker in speakers:
+        wave, rate, spans = speaker_talk(speaker, limit=limit, seed=0)
+        path = work / f"talk_{speaker}.wav"
+        sf.write(path, wave, rate, subtype="FLOAT")
+        talk = predictor.predict(audio=path, context=context)
+        for f, a, b in spans:
+            alone = predictor.predict(audio=f, context=context)
+            inside = talk[(talk["time"] >= a) & (talk["time"] < b) & (talk["audio"] > 0)]
+            heard = alone[alone["audio"] > 0]
+            if len(inside) and len(heard):
+                valence, arousal = category_to_va(EMODB_EMOTIONS[f.stem[5]])
+                rows.append((inside["arousal"].mean(), inside["valence"].mean(), heard["arousal"].mean(),
+                             heard["valence"].mean(), arousal, valence))
+    r = np.asarray(rows, np.float64)
+    return {"utterances": float(len(r)),
+            "CCC arousal in talk": ccc(r[:, 0], r[:, 4]), "CCC valence in talk": ccc(r[:, 1], r[:, 5]),
+            "CCC arousal alone": ccc(r[:, 2], r[:, 4]), "CCC valence alone": ccc(r[:, 3], r[:, 5]),
+            "|talk - alone| arousal": float(np.abs(r[:, 0] - r[:, 2]).mean()),
+            "|talk - alone| valence": float(np.abs(r[:, 1] - r[:, 3]).mean())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="checkpoint files, run folders or pretrained:NAME")
     ap.add_argument("--data", default=None, help="shared data folder (default: $MMAFFECT_SHARED_DATA or ../shared/data)")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many EmoDB files in the studio check")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="at most this many EmoDB files in the studio check, and per speaker in the talk check")
+    ap.add_argument("--contexts", nargs="+", default=["train"], metavar="train|none|SECONDS",
+                    help="the head's context window(s) of the talk check (mmaffect predict --context)")
+    ap.add_argument("--speakers", nargs="+", default=None, metavar="NN",
+                    help="EmoDB speakers of the talk check (default: every speaker in the data; e.g. 08, "
+                         "the one the shipped emodb-audio did not train on)")
     ap.add_argument("--checks", nargs="+", choices=CHECKS, default=list(CHECKS),
                     help="which checks to run (default: all that apply to each model)")
     args = ap.parse_args(argv)
@@ -204,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             if "studio" in args.checks and emodb:
                 for k, v in studio_arousal(predictor, data, Path(tmp), args.limit).items():
                     row[f"arousal {k}"] = f"{v:+.3f}"
+            if "talk" in args.checks and emodb:
+                for context in args.contexts:
+                    for k, v in talking(predictor, data, Path(tmp), args.limit, context,
+                                                   args.speakers).items():
+                        row[f"talk [{context}]: {k}"] = f"{v:.3f}" if k != "utterances" else f"{v:.0f}"
             rows[ck] = row
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))
     print("\n| check | " + " | ".join(rows) + " |")

@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 
 
-def tiny_checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0) -> Path:
-    """A ``mmaffect train``-style checkpoint of a tiny registered model (random weights)."""
+def tiny_checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0, window: int | None = None) -> Path:
+    """A ``mmaffect train``-style checkpoint of a tiny registered model (random weights);
+    ``window``: its training window ``data.window`` (None: trained on whole recordings)."""
     import torch
 
     from mmaffect.models import create_model
@@ -26,7 +27,8 @@ def tiny_checkpoint(path: Path, name: str, *, seed: int = 0, delay: float = 0.0)
     face = opts.get("image_size", 32)
     save_checkpoint(path, model=model, optimizer=None, scheduler=None, epoch=1, step=1, best_score=0.0,
                     best_epoch=1, stale_epochs=0, history=[],
-                    config={"model_name": name, "model_options": opts, "data": {"annotation_delay": delay}},
+                    config={"model_name": name, "model_options": opts,
+                            "data": {"annotation_delay": delay, "window": window}},
                     prepare_config=resolve_prepare_config({"faces": {"size": face}}))
     return path
 

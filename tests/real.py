@@ -92,6 +92,27 @@ def emodb_recording(n: int = 8, *, pause: float = 0.7, seed: int = 0) -> tuple[n
     return np.concatenate(parts), rate
 
 
+def speaker_talk(speaker: str, *, limit: int | None = None, pause: float = 0.5,
+                 seed: int = 0) -> tuple[np.ndarray, int, list[tuple[Path, float, float]]]:
+    """EmoDB speaker ``speaker``'s utterances (at most ``limit``) in a shuffled order, joined by
+    ``pause`` s of silence into one recording, as someone talks for a while: ``(wave, rate,
+    [(file, start, end), ...])``."""
+    folder = shared_data() / "emodb" / "wav"
+    mine = sorted(folder.glob(f"{speaker}*.wav"))
+    if not mine:
+        raise FileNotFoundError(f"{folder}: no utterance of EmoDB speaker {speaker!r}")
+    mine = [mine[k] for k in np.random.default_rng(seed).permutation(len(mine))][:limit]
+    parts: list[np.ndarray] = []
+    spans: list[tuple[Path, float, float]] = []
+    t, rate = 0.0, 22050
+    for f in mine:
+        x, rate = sf.read(str(f), dtype="float32")
+        spans.append((f, t, t + len(x) / rate))
+        parts += [x, np.zeros(int(pause * rate), np.float32)]
+        t += len(x) / rate + pause
+    return np.concatenate(parts), rate, spans
+
+
 def write_aac(wave: np.ndarray, rate: int, dest: Path, *, kbps: int = 64) -> Path:
     """``wave`` as an AAC track in an .m4a file (FFmpeg's native encoder through PyAV)."""
     import av

@@ -16,7 +16,7 @@ import pytest
 
 import mmaffect
 from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,
-                  face_change, feat_file, held_neutral_face, shared_data, wide_shot)
+                  face_change, feat_file, held_neutral_face, shared_data, speaker_talk, wide_shot)
 
 CLIP = feat_file("WolfgangLanger_Pexels.mp4")
 WEBCAM = feat_file("single_face.mp4")
@@ -128,3 +128,39 @@ def test_audio_predictions_survive_microphones_levels_and_codecs(tmp_path: Path)
         for dim in ("arousal", "valence"):
             diff = np.abs(other[dim].to_numpy()[both] - clean[dim].to_numpy()[: len(other)][both]).mean()
             assert diff <= TOLERANCE, f"{name}: {dim} moved by {diff:.3f} on average"
+
+
+@needs_emodb
+def test_a_speaker_talking_for_minutes_is_read_as_each_sentence(tmp_path: Path) -> None:
+    """Speaker 08 (not a training speaker of emodb-audio) says 20 sentences in a row, as in an
+    interview. The head runs in windows of its training length, so valence is read per sentence:
+    with its state carried over the whole recording (--context none) it drifted to -1 and the
+    sentences' valence was lost (CCC -0.005). Bounds: 5 Dec 2026 figures (CCC 0.806 / 0.532,
+    change against each sentence alone 0.070 / 0.229) with a margin."""
+    import soundfile as sf
+
+    from mmaffect.data.proxy import category_to_va
+    from mmaffect.data.sources import EMODB_EMOTIONS
+    from mmaffect.training.metrics import ccc
+
+    wave, rate, spans = speaker_talk("08", limit=20)
+    talk_path = tmp_path / "talk.wav"
+    sf.write(talk_path, wave, rate, subtype="FLOAT")
+    predictor = mmaffect.load("pretrained:emodb-audio", device="cpu")
+    gold = np.asarray([category_to_va(EMODB_EMOTIONS[f.stem[5]])[::-1] for f, _, _ in spans])  # arousal, valence
+    result = {}
+    for context in ("train", "none"):
+        talk = predictor.predict(audio=talk_path, context=context)
+        inside, alone = [], []
+        for f, a, b in spans:
+            heard = predictor.predict(audio=f, context=context)
+            inside.append(talk[(talk["time"] >= a) & (talk["time"] < b) & (talk["audio"] > 0)][
+                ["arousal", "valence"]].mean().to_numpy())
+            alone.append(heard[heard["audio"] > 0][["arousal", "valence"]].mean().to_numpy())
+        inside, alone = np.asarray(inside), np.asarray(alone)
+        result[context] = {"ccc": [ccc(inside[:, d], gold[:, d]) for d in (0, 1)],
+                           "change": np.abs(inside - alone).mean(axis=0)}
+    train, none = result["train"], result["none"]
+    assert train["ccc"][0] >= 0.7 and train["ccc"][1] >= 0.4, result
+    assert train["change"][0] <= TOLERANCE and train["change"][1] <= 0.3, result
+    assert none["ccc"][1] < 0.2 and none["change"][1] > 0.5, result  # why the window is there

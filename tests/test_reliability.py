@@ -406,7 +406,8 @@ def test_onnx_runs_on_prepared_crops_and_matches_predict(cache, corpus, tmp_path
             "face_mask": arrays["face_mask"][None], "mask": np.ones((1, n), bool),
             "h0": np.zeros((layers, 1, hidden), np.float32), "c0": np.zeros((layers, 1, hidden), np.float32)}
     pred = sess.run(["pred"], feed)[0][0]
-    got = mmaffect.load(tmp_path / "r" / "best.pt", device="cpu").predict_full(corpus / "video" / "Train_01.avi")
+    predictor = mmaffect.load(tmp_path / "r" / "best.pt", device="cpu")
+    got = predictor.predict_full(corpus / "video" / "Train_01.avi", context="none")  # the state carried, as fed
     assert np.array_equal(got.frame["face"].to_numpy().astype(bool), arrays["face_mask"])
     # predict leaves frames without any input empty (the graph returns the network's raw output there)
     from mmaffect.inference.predictor import frames_without_input
@@ -414,6 +415,22 @@ def test_onnx_runs_on_prepared_crops_and_matches_predict(cache, corpus, tmp_path
     empty = frames_without_input(arrays["face_mask"].astype(bool), 20)
     assert np.isnan(got.values[empty]).all() and (~empty).sum() > n // 2
     np.testing.assert_allclose(pred[~empty], got.values[~empty], atol=1e-4)
+    # predict's default context window, done with the graph as docs/export.md says: each window of
+    # context_frames run from a zero state, blended by mmaffect.models.temporal.window_weights
+    from mmaffect.models.temporal import window_weights
+
+    w = meta["context_frames"]
+    hop, first, weight = (v.numpy() if hasattr(v, "numpy") else v for v in window_weights(w))
+    total, norm = np.zeros((n, 2)), np.zeros((n, 1))
+    for start in range(0, n, hop):
+        part = {k: (v[:, start:start + w] if k not in ("h0", "c0") else v) for k, v in feed.items()}
+        out = sess.run(["pred"], part)[0][0]
+        wt = (first if start == 0 else weight)[: len(out), None]
+        total[start:start + len(out)] += out * wt
+        norm[start:start + len(out)] += wt
+    windowed = predictor.predict_full(corpus / "video" / "Train_01.avi")
+    assert w == 20 and windowed.report["context_frames"] == 20
+    np.testing.assert_allclose((total / norm)[~empty], windowed.values[~empty], atol=1e-4)
 
 
 # --------------------------------------------------------------------------- 9, 10. runs used from elsewhere

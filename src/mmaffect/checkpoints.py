@@ -300,15 +300,26 @@ def import_modules(names: Sequence[str]) -> None:
             raise ConfigError(f"imports: cannot import {name!r}: {exc}") from None
 
 
-def build_model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """The registered model of a checkpoint's config with its weights loaded."""
+def build_model_from_checkpoint(ckpt: dict[str, Any], *, context: str | float | None = "train") -> torch.nn.Module:
+    """The registered model of a checkpoint's config with its weights loaded.
+
+    ``context``: the temporal head's context window in eval mode
+    (:func:`mmaffect.models.temporal.resolve_context`): ``"train"`` (default) the
+    checkpoint's training window ``data.window``, ``None`` / ``"none"`` one pass with
+    the state carried over the whole recording, or seconds."""
     from mmaffect.models import create_model
+    from mmaffect.models.temporal import resolve_context, set_context
 
     cfg = ckpt["config"]
     import_modules(cfg.get("imports") or [])
     model = create_model(cfg["model_name"], **cfg.get("model_options", {}))
     model.load_state_dict(ckpt["model"])
-    return model
+    window = (cfg.get("data") or {}).get("window")
+    try:
+        frames = resolve_context(context, None if window is None else int(window))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return set_context(model, frames)
 
 
 # --------------------------------------------------------------------------- shipped models (pretrained:NAME)

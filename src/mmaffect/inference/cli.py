@@ -36,6 +36,17 @@ def _max_gap(text: str) -> float | None:
     return value
 
 
+def context_argument(text: str) -> str:
+    """``--context``: 'train', 'none' or seconds > 0 (checked here so a typo fails before any work)."""
+    from mmaffect.models.temporal import resolve_context
+
+    try:
+        resolve_context(text, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 COMPANIONS = {  # option → suffixes of ``<folder>/<video stem><suffix>``
     "transcript": (".csv", ".txt"),
     "turns": (".csv", ".txt"),
@@ -277,7 +288,7 @@ def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Pat
         pred = predictor.predict_full(job.video, audio=job.audio or side.get("audio"),
                                       transcript=side.get("transcript"), turns=side.get("turns"),
                                       chunk_seconds=args.chunk_seconds, vad_db=args.vad_db, max_gap=args.max_gap,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet, context=args.context)
         if terms:
             pred.report["terms"] = terms
         written = pred.save(folder, figures=not args.no_figures, times=args.times)
@@ -319,6 +330,10 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--overlay", action="store_true", help="also write a copy of the video with the traces drawn")
     s.add_argument("--chunk-seconds", type=float, default=60.0,
                    help="seconds processed at a time; the LSTM state is carried over (default 60)")
+    s.add_argument("--context", type=context_argument, default="train", metavar="train|none|SECONDS",
+                   help="the LSTM head's context window: 'train' (default) windows of the model's training "
+                        "length, each from a zero state, blended where they overlap; 'none' carries the state "
+                        "over the whole recording; or seconds")
     s.add_argument("--vad-db", type=float, default=None,
                    help="decide speech activity by level instead of the model's speech detector: frames quieter "
                         "than this (dBFS after loudness normalisation, e.g. -40) are masked as silence")

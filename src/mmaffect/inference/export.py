@@ -445,7 +445,9 @@ def _build(ckpt: Mapping[str, Any], label: str) -> nn.Module:
     if not isinstance(config, Mapping) or not config.get("model_name"):
         raise ConfigError(f"{label}: not an mmaffect training checkpoint (no model_name in its config)")
     try:
-        model = build_model_from_checkpoint(dict(ckpt))
+        # the graph steps the LSTM with an (h, c) state; the windowed blend of predict is the
+        # caller's (docs/export.md)
+        model = build_model_from_checkpoint(dict(ckpt), context=None)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
     except (RuntimeError, KeyError, TypeError) as exc:
@@ -689,6 +691,7 @@ def _preprocessing_meta(ckpt: Mapping[str, Any], label: str, model: nn.Module, *
         "text_delay_s": text_prep.get("delay"),
         "outputs": ["arousal", "valence"],
         "state": {"layers": int(model.head.layers), "hidden": int(model.head.hidden)},
+        "context_frames": None if data.get("window") is None else int(data["window"]),
         "input_sizes": {k: sizes[k] for m, k in _SIZE_OF.items() if m in modalities},
         **({"faces": face_input_rule(sizes["image_size"], prepare)} if "visual" in modalities else {}),
         "parts": dict(parts),

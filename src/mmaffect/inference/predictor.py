@@ -11,9 +11,17 @@ second.
 
 Long recordings are processed in chunks (``chunk_seconds``, 60 s): each
 chunk's audio frames are read from a temporary decoded copy, its faces come
-from one streaming face tracker over the whole video, and the LSTM state is
+from one streaming face tracker over the whole video, and the head's state is
 carried from chunk to chunk — the result equals one pass over the whole
 recording, and memory does not grow with its length.
+
+The LSTM head sees no more than it was trained on (``context``, default
+``"train"``): windows of the training window's length (``data.window``), each
+from a zero state, blended where they overlap
+(:mod:`mmaffect.models.temporal`). A head whose state runs on over minutes of
+speech leaves its training conditions; on EmoDB the shipped audio model's
+valence stuck at -1 within seconds that way. ``context="none"`` carries the
+state over the whole recording instead; ``report["context_frames"]`` says which.
 
 Missing inputs are masked, never fed as zeros: no transcript → the text
 branch sees no words (``words`` column 0 everywhere); frames without a face
@@ -375,6 +383,7 @@ class Predictor:
         attention: Sequence[str] | None = DEFAULT_ATTENTION,
         progress: bool = False,
         max_gap: float | None = DEFAULT_MAX_GAP,
+        context: str | float | None = "train",
     ) -> Prediction:
         """Predict one recording; see the module docstring for what is masked.
 
@@ -384,16 +393,20 @@ class Predictor:
         ``attention``: prefixes of the attention keys to keep (``None``:
         none; ``("",)``: all). ``max_gap``: seconds after the last frame
         with any input that still get a prediction (``None``: no limit);
-        frames before the first input never do.
+        frames before the first input never do. ``context``: the head's context
+        window (module docstring): ``"train"`` the training window, ``"none"`` /
+        None the state carried over the whole recording, or seconds.
         """
         t0 = time.perf_counter()
         if chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {chunk_seconds}")
+        frames = self._context(context)
         if max_gap is not None and not max_gap >= 0:
             raise ConfigError(f"max_gap must be >= 0 seconds (or None for no limit), got {max_gap}")
         rec = _Recording.read(video, audio, transcript, turns)
         audio_src, video_src, video_duration = self._inputs(rec.video, rec.audio, rec.words, rec.text_path)
         report = self._start_report(rec, audio_src)
+        report["context_frames"] = frames
         with tempfile.TemporaryDirectory(prefix="mmaffect-predict-") as tmp:
             wav, n_samples = self._decode(audio_src, video_src, video_duration, Path(tmp) / "audio.wav")
             times = self._grid(rec, n_samples, video_duration, report)
@@ -412,6 +425,18 @@ class Predictor:
                 torch.set_num_threads(threads)
                 streams.close()
         return self._finish(run, streams, times, report, t0, max_gap)
+
+    def _context(self, context: str | float | None) -> int | None:
+        """Set the head's context window for this call; its length in frames (None: no window)."""
+        from mmaffect.models.temporal import resolve_context, set_context
+
+        window = (self.config.get("data") or {}).get("window")
+        try:
+            frames = resolve_context(context, None if window is None else int(window))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        set_context(self.model, frames)
+        return frames
 
     def _start_report(self, rec: _Recording, audio_src: Path | None) -> dict[str, Any]:
         return {"checkpoint": self.source, "model": self.model_name,

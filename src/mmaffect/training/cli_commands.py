@@ -73,7 +73,7 @@ def _check_evaluate_modes(args: argparse.Namespace) -> None:
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`~mmaffect.training.evaluate.evaluate_run` from the command line."""
     return dict(partitions=args.partition, checkpoint=args.checkpoint, delay_compensation=args.delay_compensation,
-                cache=args.cache, device=args.device)
+                cache=args.cache, device=args.device, context=args.context)
 
 
 def _unlabelled(args: argparse.Namespace, scores: Any) -> list[str]:
@@ -87,7 +87,8 @@ def _evaluate_checkpoint_file(args: argparse.Namespace) -> None:
 
     report = evaluate_checkpoint(args.run, partitions=args.partition, cache=args.cache,
                                  delay_compensation=args.delay_compensation,
-                                 device="auto" if args.device is None else args.device, out=args.out)
+                                 device="auto" if args.device is None else args.device, out=args.out,
+                                 context=args.context)
     if report.scores:
         print(report.markdown())
     unlabelled = _unlabelled(args, report.scores)
@@ -199,6 +200,8 @@ def _evaluate_face_images(args: argparse.Namespace) -> None:
 
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``evaluate`` on a subparsers object."""
+    from mmaffect.inference.cli import context_argument
+
     s = sub.add_parser("evaluate", help="CCC of trained runs per partition; seed repeats; Wilcoxon comparison")
     s.add_argument("run", nargs="?", help="run folder written by `mmaffect train`, a checkpoint file (.pt) or "
                                           "pretrained:NAME (with --cache; a face model with --images)")
@@ -209,6 +212,9 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--delay-compensation", type=float, default=None, metavar="S",
                    help="annotation delay in seconds (default: the run's data.annotation_delay)")
     s.add_argument("--cache", help="cache folder made by `mmaffect prepare` (default: the run's data.cache)")
+    s.add_argument("--context", type=context_argument, default="train", metavar="train|none|SECONDS",
+                   help="the LSTM head's context window, as in `mmaffect predict`: 'train' (default) windows of "
+                        "the training length blended; 'none' one pass with the state carried; or seconds")
     s.add_argument("--images", metavar="FOLDER|CSV",
                    help="face models: labelled images, one sub-folder per FER+ category or a CSV of votes "
                         "(file + category columns): accuracy, per-category recall, proxy valence/arousal CCC")

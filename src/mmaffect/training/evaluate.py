@@ -222,6 +222,7 @@ def evaluate_run(
     cache: str | Path | None = None,
     device: str = "auto",
     write: bool = True,
+    context: str | float | None = "train",
 ) -> EvalReport:
     """Score a run's checkpoint on cached partitions and write the tables and predictions (``RUN/eval/``).
 
@@ -230,7 +231,7 @@ def evaluate_run(
     run = Path(run)
     report = evaluate_checkpoint(run / f"{checkpoint}.pt", partitions=partitions, cache=cache,
                                  delay_compensation=delay_compensation, device=device,
-                                 out=run / "eval" if write else None, tag=checkpoint)
+                                 out=run / "eval" if write else None, tag=checkpoint, context=context)
     report.run = run
     return report
 
@@ -265,9 +266,13 @@ def evaluate_checkpoint(
     device: str = "auto",
     out: str | Path | None = None,
     tag: str | None = None,
+    context: str | float | None = "train",
 ) -> EvalReport:
     """Score any ``mmaffect train`` checkpoint (a file, or ``pretrained:NAME``) on a prepared,
     labelled cache (``cache``; default: the one it was trained on).
+
+    ``context``: the head's context window, as in ``mmaffect predict``
+    (:func:`~mmaffect.models.temporal.resolve_context`; default the training window).
 
     ``out``: the folder for the tables and predictions (None: nothing written).
     The model's modalities are read from the cache; a cache prepared with
@@ -275,7 +280,7 @@ def evaluate_checkpoint(
     """
     from mmaffect.training.distributed import resolve_device
 
-    path, ckpt, model = _scoring_model(checkpoint)
+    path, ckpt, model = _scoring_model(checkpoint, context)
     cfg = ckpt["config"]
     dev = resolve_device(device)
     model.to(dev)
@@ -307,7 +312,8 @@ def evaluate_checkpoint(
     return report
 
 
-def _scoring_model(checkpoint: str | Path) -> tuple[Path, dict[str, Any], torch.nn.Module]:
+def _scoring_model(checkpoint: str | Path,
+                   context: str | float | None = "train") -> tuple[Path, dict[str, Any], torch.nn.Module]:
     """``(file, checkpoint, model)`` of a checkpoint, run folder or ``pretrained:NAME`` to score on a cache."""
     path = resolve(checkpoint)
     if path.is_dir():
@@ -318,7 +324,7 @@ def _scoring_model(checkpoint: str | Path) -> tuple[Path, dict[str, Any], torch.
         raise ConfigError(f"{path}: a face classifier (pretrain-faces) has no arousal/valence head for a cache: "
                           "score it on labelled images with --images FOLDER|votes.csv")
     try:
-        model = build_model_from_checkpoint(ckpt)
+        model = build_model_from_checkpoint(ckpt, context=context)
     except (KeyError, RuntimeError) as exc:
         raise ConfigError(f"{path}: cannot rebuild its model {cfg.get('model_name')!r}: "
                           f"{str(exc).splitlines()[0]}") from None
