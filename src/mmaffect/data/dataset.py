@@ -130,6 +130,8 @@ class SessionWindows(Dataset):
         require_labels: bool = True,
         audio_augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         audio_reference: int = 0,
+        modality_dropout: Callable[[dict[str, torch.Tensor], np.random.Generator], dict[str, torch.Tensor]]
+        | None = None,
     ) -> None:
         if audio_reference and "audio" not in modalities:
             raise ConfigError("audio_reference needs the audio modality")
@@ -150,6 +152,8 @@ class SessionWindows(Dataset):
         # Training only: float waveform (n,), generator → waveform of the same length
         # (mmaffect.training.augment_audio.AudioAugment), applied to each item's audio.
         self.audio_augment = audio_augment
+        # Training only: masks whole modalities of a window (mmaffect.training.augment_modalities).
+        self.modality_dropout = modality_dropout
         self.embed_dim = embed_dim if embed_dim is not None else self._find_embed_dim()
         self.audio_reference = int(audio_reference)
         self._ref_candidates = [reference_candidates(s) for s in self.sessions] if audio_reference else []
@@ -191,6 +195,8 @@ class SessionWindows(Dataset):
                            audio_frame=self.audio_frame, audio_transform=transform)
         if self.audio_reference:
             item.update(self._reference(i, idx))
+        if self.modality_dropout is not None:
+            item = self.modality_dropout(item, np.random.default_rng([self.seed, self.epoch, idx, 2]))
         return item
 
     def _augment_reference(self, frames: np.ndarray, idx: int) -> np.ndarray:

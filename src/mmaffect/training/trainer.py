@@ -342,6 +342,8 @@ def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None
     b.setdefault("freeze", [])  # runs from before `freeze` (= nothing frozen)
     if isinstance(b.get("augment"), dict) and isinstance(b["augment"].get("audio"), dict):
         b["augment"]["audio"].setdefault("p_phone", 0.0)  # runs from before the telephone step (= off)
+    if isinstance(b.get("augment"), dict):
+        b["augment"].setdefault("modalities", builtin_config("train")["augment"]["modalities"])  # (= off)
     if isinstance(b.get("optim"), dict):
         b["optim"].setdefault("mse_weight", 0.0)  # runs from before optim.mse_weight (= CCC alone)
     for key in RESUMABLE_KEYS:
@@ -479,6 +481,24 @@ def _init_branches(model: torch.nn.Module, cfg: Mapping[str, Any]) -> dict[str, 
     if not sources:
         return {}
     return load_branch_weights(model, sources)  # type: ignore[arg-type]
+
+
+def _modality_dropout(cfg: Mapping[str, Any]) -> Any:
+    """``augment.modalities`` (validated; None when every probability is 0). A model's single
+    modality is never dropped: a unimodal window without its input would teach nothing."""
+    from mmaffect.training.augment_modalities import ModalityDropout
+
+    dropout = ModalityDropout.from_mapping((cfg.get("augment") or {}).get("modalities"))
+    if dropout is None:
+        return None
+    read = list(cfg["data"]["modalities"])
+    if len(read) < 2:
+        raise ConfigError(f"augment.modalities drops {', '.join(dropout.p)}, but the model reads only "
+                          f"{read[0]}: modality dropout is for multimodal models")
+    unread = [m for m in dropout.p if m not in read]
+    if unread:
+        raise ConfigError(f"augment.modalities.{unread[0]} > 0, but the model reads {', '.join(read)}")
+    return dropout
 
 
 def _audio_augment(cfg: Mapping[str, Any], prepare_config: Mapping[str, Any]) -> Any:
@@ -641,7 +661,7 @@ class _TrainData:
         reference = int(cfg["model_options"].get("audio_reference") or 0)  # the model's speaker yardstick
         train_ds = SessionWindows(train_sessions, modalities=data["modalities"], window=data["window"], seed=seed,
                                   embed_dim=embed_dim, audio_augment=_audio_augment(cfg, prepare_config),
-                                  audio_reference=reference, **ds_opts)
+                                  audio_reference=reference, modality_dropout=_modality_dropout(cfg), **ds_opts)
         dev_ds = SessionWindows(dev_sessions, modalities=data["modalities"], window=None, seed=seed,
                                 embed_dim=embed_dim, audio_reference=reference, **ds_opts)
         return cls(prepare_config, label_rate, int(round(float(data.get("annotation_delay", 0.0)) * label_rate)),
