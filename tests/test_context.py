@@ -66,6 +66,8 @@ def test_windows_follow_the_rule_and_chunks_equal_one_pass(w: int) -> None:
                 parts.append(out)
             np.testing.assert_allclose(torch.cat(parts, 1).numpy(), whole.numpy(), atol=1e-5)
     assert (whole[2, 3:] == 0).all()
+    empty, same = head(x[:, :0], mask[:, :0], state)
+    assert empty.shape == (3, 0, 2) and same is state
 
 
 def test_training_mode_and_no_context_are_the_plain_pass() -> None:

@@ -124,6 +124,8 @@ class TemporalHead(nn.Module):
         m = torch.ones(b, t, dtype=torch.bool, device=x.device) if mask is None else mask.to(torch.bool)
         if state is None:
             state = WindowState(x[:, :0], m[:, :0], 0)
+        if t == 0:  # an empty chunk: nothing to predict, nothing new to carry
+            return x.new_zeros(b, 0, self.outputs), state
         full_x, full_m = torch.cat([state.x, x], dim=1), torch.cat([state.mask, m], dim=1)
         first = state.offset + state.x.shape[1]  # recording index of this chunk's first frame
         end = first + t
