@@ -41,6 +41,7 @@ from mmaffect.data.session import DIMENSIONS
 from mmaffect.errors import ConfigError
 from mmaffect.checkpoints import build_model_from_checkpoint, load_checkpoint, resolve
 from mmaffect.models.registry import get_spec
+from mmaffect.models.temporal import TemporalHead
 from mmaffect.training.metrics import ccc
 from mmaffect.utils.io import atomic_write_text
 
@@ -202,6 +203,7 @@ class EvalReport:
     run: Path
     checkpoint: str
     delay_seconds: float
+    context_frames: int | None = None  # the head's context window (None: the state carried throughout)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     per_recording: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     predictions: dict[str, list[RecordingPrediction]] = field(default_factory=dict)
@@ -209,7 +211,10 @@ class EvalReport:
     def markdown(self) -> str:
         rows = [[p, s["arousal"], s["valence"], s["mean"]] for p, s in self.scores.items()]
         what = f"{self.run} ({self.checkpoint}.pt, " if self.run.is_dir() else f"{self.run} ("
-        head = f"{what}annotation delay {self.delay_seconds:g} s; CCC on the concatenated recordings)\n\n"
+        context = ("the head's state carried through each recording" if self.context_frames is None
+                   else f"the head in windows of {self.context_frames} frames")
+        head = (f"{what}annotation delay {self.delay_seconds:g} s; {context}; "
+                "CCC on the concatenated recordings)\n\n")
         return head + markdown_table(["partition", "arousal", "valence", "mean"], rows)
 
 
@@ -296,7 +301,9 @@ def evaluate_checkpoint(
     label_rate = float(prep.get("label_rate", 10.0))
     delay_s = float(data_cfg.get("annotation_delay", 0.0)) if delay_compensation is None else delay_compensation
     delay_frames = int(round(delay_s * label_rate))
-    report = EvalReport(run=path, checkpoint=tag or path.stem, delay_seconds=delay_s)
+    heads = [m for m in model.modules() if isinstance(m, TemporalHead)]
+    report = EvalReport(run=path, checkpoint=tag or path.stem, delay_seconds=delay_s,
+                        context_frames=heads[0].context if heads else None)
     for part, sessions in by_partition.items():
         ds = SessionWindows(sessions, modalities=modalities, window=None, require_labels=False,
                             embed_dim=_embed_dim(cfg), audio_reference=getattr(model, "audio_reference", 0),
