@@ -108,7 +108,7 @@ def test_resolve_context_and_set_context_check_their_input() -> None:
     assert resolve_context("none", 100) is None and resolve_context(None, 100) is None
     assert resolve_context(2, 100) == 20 and resolve_context("0.1", 100) == 1
     for bad in ("0", "-3", "soon", "0.01"):
-        with pytest.raises(ValueError, match="context"):
+        with pytest.raises(ConfigError, match="context"):
             resolve_context(bad, 100)
     with pytest.raises(ValueError, match="positive"):
         set_context(TemporalHead(in_dim=2), 0)

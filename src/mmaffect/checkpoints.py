@@ -308,18 +308,14 @@ def build_model_from_checkpoint(ckpt: dict[str, Any], *, context: str | float | 
     checkpoint's training window ``data.window``, ``None`` / ``"none"`` one pass with
     the state carried over the whole recording, or seconds."""
     from mmaffect.models import create_model
-    from mmaffect.models.temporal import resolve_context, set_context
+    from mmaffect.models.temporal import apply_context
 
     cfg = ckpt["config"]
     import_modules(cfg.get("imports") or [])
     model = create_model(cfg["model_name"], **cfg.get("model_options", {}))
     model.load_state_dict(ckpt["model"])
-    window = (cfg.get("data") or {}).get("window")
-    try:
-        frames = resolve_context(context, None if window is None else int(window))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return set_context(model, frames)
+    apply_context(model, cfg, context)
+    return model
 
 
 # --------------------------------------------------------------------------- shipped models (pretrained:NAME)

@@ -428,15 +428,9 @@ class Predictor:
 
     def _context(self, context: str | float | None) -> int | None:
         """Set the head's context window for this call; its length in frames (None: no window)."""
-        from mmaffect.models.temporal import resolve_context, set_context
+        from mmaffect.models.temporal import apply_context
 
-        window = (self.config.get("data") or {}).get("window")
-        try:
-            frames = resolve_context(context, None if window is None else int(window))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        set_context(self.model, frames)
-        return frames
+        return apply_context(self.model, self.config, context)
 
     def _start_report(self, rec: _Recording, audio_src: Path | None) -> dict[str, Any]:
         return {"checkpoint": self.source, "model": self.model_name,

@@ -34,13 +34,17 @@ windows as they are.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["TemporalHead", "State", "WindowState", "set_context", "resolve_context", "window_weights"]
+from mmaffect.errors import ConfigError
+
+__all__ = ["TemporalHead", "State", "WindowState", "apply_context", "resolve_context", "set_context",
+           "window_weights"]
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -213,7 +217,7 @@ def set_context(model: nn.Module, frames: int | None) -> nn.Module:
 def resolve_context(value: str | float | int | None, train_window: int | None, *, rate: float = 10.0) -> int | None:
     """Frames of context from a user's choice: ``"train"`` (the checkpoint's training
     window ``train_window``, None if it trained on whole recordings), ``"none"`` / None
-    (no window) or seconds (a number, or a string of one).
+    (no window) or seconds (a number, or a string of one); anything else is a :class:`ConfigError`.
 
     >>> resolve_context("train", 20), resolve_context("none", 20), resolve_context("12.5", 20)
     (20, None, 125)
@@ -225,8 +229,17 @@ def resolve_context(value: str | float | int | None, train_window: int | None, *
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"context must be 'train', 'none' or seconds, got {value!r}") from None
+        raise ConfigError(f"context must be 'train', 'none' or seconds, got {value!r}") from None
     frames = int(round(seconds * rate))
     if not frames >= 1:
-        raise ValueError(f"context must be at least one frame ({1 / rate:g} s), got {value!r}")
+        raise ConfigError(f"context must be at least one frame ({1 / rate:g} s), got {value!r}")
+    return frames
+
+
+def apply_context(model: nn.Module, config: Mapping[str, Any], context: str | float | None = "train") -> int | None:
+    """:func:`set_context` of ``model`` from a user's choice (:func:`resolve_context`), ``"train"``
+    being the training window ``data.window`` of the run's ``config``; the frames set (None: no window)."""
+    window = (config.get("data") or {}).get("window")
+    frames = resolve_context(context, None if window is None else int(window))
+    set_context(model, frames)
     return frames

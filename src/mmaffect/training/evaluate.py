@@ -41,7 +41,7 @@ from mmaffect.data.session import DIMENSIONS
 from mmaffect.errors import ConfigError
 from mmaffect.checkpoints import build_model_from_checkpoint, load_checkpoint, resolve
 from mmaffect.models.registry import get_spec
-from mmaffect.models.temporal import TemporalHead
+from mmaffect.models.temporal import apply_context
 from mmaffect.training.metrics import ccc
 from mmaffect.utils.io import atomic_write_text
 
@@ -285,8 +285,9 @@ def evaluate_checkpoint(
     """
     from mmaffect.training.distributed import resolve_device
 
-    path, ckpt, model = _scoring_model(checkpoint, context)
+    path, ckpt, model = _scoring_model(checkpoint)
     cfg = ckpt["config"]
+    frames = apply_context(model, cfg, context)
     dev = resolve_device(device)
     model.to(dev)
     data_cfg = cfg.get("data") or {}
@@ -301,9 +302,8 @@ def evaluate_checkpoint(
     label_rate = float(prep.get("label_rate", 10.0))
     delay_s = float(data_cfg.get("annotation_delay", 0.0)) if delay_compensation is None else delay_compensation
     delay_frames = int(round(delay_s * label_rate))
-    heads = [m for m in model.modules() if isinstance(m, TemporalHead)]
     report = EvalReport(run=path, checkpoint=tag or path.stem, delay_seconds=delay_s,
-                        context_frames=heads[0].context if heads else None)
+                        context_frames=frames)
     for part, sessions in by_partition.items():
         ds = SessionWindows(sessions, modalities=modalities, window=None, require_labels=False,
                             embed_dim=_embed_dim(cfg), audio_reference=getattr(model, "audio_reference", 0),
@@ -319,8 +319,7 @@ def evaluate_checkpoint(
     return report
 
 
-def _scoring_model(checkpoint: str | Path,
-                   context: str | float | None = "train") -> tuple[Path, dict[str, Any], torch.nn.Module]:
+def _scoring_model(checkpoint: str | Path) -> tuple[Path, dict[str, Any], torch.nn.Module]:
     """``(file, checkpoint, model)`` of a checkpoint, run folder or ``pretrained:NAME`` to score on a cache."""
     path = resolve(checkpoint)
     if path.is_dir():
@@ -331,7 +330,7 @@ def _scoring_model(checkpoint: str | Path,
         raise ConfigError(f"{path}: a face classifier (pretrain-faces) has no arousal/valence head for a cache: "
                           "score it on labelled images with --images FOLDER|votes.csv")
     try:
-        model = build_model_from_checkpoint(ckpt, context=context)
+        model = build_model_from_checkpoint(ckpt)
     except (KeyError, RuntimeError) as exc:
         raise ConfigError(f"{path}: cannot rebuild its model {cfg.get('model_name')!r}: "
                           f"{str(exc).splitlines()[0]}") from None

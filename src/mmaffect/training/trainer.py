@@ -431,13 +431,13 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def _build_model(cfg: Mapping[str, Any]) -> torch.nn.Module:
     from mmaffect.models import create_model
-    from mmaffect.models.temporal import set_context
+    from mmaffect.models.temporal import apply_context
 
+    model = create_model(cfg["model_name"], **cfg["model_options"])
     # the devel scores of model selection come from the head as predict runs it: windows of the
     # training length (mmaffect.models.temporal; eval mode only, training is unchanged)
-    window = (cfg.get("data") or {}).get("window")
-    return set_context(create_model(cfg["model_name"], **cfg["model_options"]),
-                       None if window is None else int(window))
+    apply_context(model, cfg, "train")
+    return model
 
 
 def _face_augment(cfg: Mapping[str, Any], device: torch.device) -> FaceAugment | None:
