@@ -84,6 +84,17 @@ def test_training_windows_only(predict_media: dict[str, Path], tmp_path: Path) -
             assert b["audio_mask"].any() or b["face_mask"].any() or b["word_mask"].any()
     assert lost > 0
 
+    # its draw has its own random stream: not the one that picks the speaker reference's frames
+    from mmaffect.data import dataset as ds
+
+    assert len({ds.STREAM_CHANNEL, ds.STREAM_REFERENCE, ds.STREAM_MODALITIES}) == 3
+    seen: list[float] = []
+    both = SessionWindows(sessions, window=20, face_size=32, seed=1, audio_reference=4,
+                          modality_dropout=lambda item, rng: seen.append(rng.random()) or item)
+    both[0]
+    assert seen == [np.random.default_rng([1, 0, 0, ds.STREAM_MODALITIES]).random()]
+    assert seen[0] != np.random.default_rng([1, 0, 0, ds.STREAM_REFERENCE]).random()
+
     base = {"model_name": "fusion-concat", "data": {"cache": str(cache), "window": 20, "train_partitions": ["train"],
                                                     "devel_partitions": ["train"]},
             "model_options": {"embed_dim": 384, "image_size": 32, "head_hidden": 8},

@@ -35,6 +35,11 @@ REFERENCE_POOL = 8
 #: Item entries that are not along time (a fixed number of reference frames): never padded or sliced by time.
 REFERENCE_KEYS = ("audio_ref", "audio_ref_mask", "audio_ref_count")
 _STREAM_OF = {"text": "text", "audio": "audio", "visual": "faces"}
+# Random streams of a training item: generator seeds are [seed, epoch, item, STREAM]. The window and
+# its reference share the channel stream on purpose (one channel for both); every other draw has its own.
+STREAM_CHANNEL = 1
+STREAM_REFERENCE = 2
+STREAM_MODALITIES = 3
 
 
 def _label_columns(names: Sequence[str]) -> list[int]:
@@ -188,7 +193,7 @@ class SessionWindows(Dataset):
         i, start, stop = self.items[idx]
         transform = None
         if self.audio_augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, idx, 1])
+            rng = np.random.default_rng([self.seed, self.epoch, idx, STREAM_CHANNEL])
             transform = lambda frames: augment_frames(frames, self.audio_augment, rng)  # noqa: E731
         item = load_frames(self.sessions[i], slice(start, stop), modalities=self.modalities,
                            face_size=self.face_size, embed_dim=self.embed_dim, max_words=self.max_words,
@@ -196,7 +201,7 @@ class SessionWindows(Dataset):
         if self.audio_reference:
             item.update(self._reference(i, idx))
         if self.modality_dropout is not None:
-            item = self.modality_dropout(item, np.random.default_rng([self.seed, self.epoch, idx, 2]))
+            item = self.modality_dropout(item, np.random.default_rng([self.seed, self.epoch, idx, STREAM_MODALITIES]))
         return item
 
     def _augment_reference(self, frames: np.ndarray, idx: int) -> np.ndarray:
@@ -205,7 +210,8 @@ class SessionWindows(Dataset):
         gain, band, telephone and codec (a yardstick heard through another channel would not be one)."""
         if self.audio_augment is None or len(frames) == 0:
             return frames
-        return augment_frames(frames, self.audio_augment, np.random.default_rng([self.seed, self.epoch, idx, 1]))
+        rng = np.random.default_rng([self.seed, self.epoch, idx, STREAM_CHANNEL])
+        return augment_frames(frames, self.audio_augment, rng)
 
     def _reference(self, i: int, idx: int) -> dict[str, torch.Tensor]:
         """Whole recordings: R evenly spaced speech frames (as ``predict`` takes them). Training: R drawn
@@ -219,7 +225,7 @@ class SessionWindows(Dataset):
             pool = _audio_frames(self.sessions[i], reference_indices(self._ref_candidates[i], REFERENCE_POOL * n),
                                  self.audio_frame)
             self._ref_pools[i] = pool
-        rng = np.random.default_rng([self.seed, self.epoch, idx, 2])
+        rng = np.random.default_rng([self.seed, self.epoch, idx, STREAM_REFERENCE])
         frames = self._augment_reference(pool[reference_indices(np.arange(len(pool)), n, rng)], idx)
         return reference_item(frames, n, len(self._ref_candidates[i]))
 
