@@ -170,8 +170,14 @@ def save_checkpoint(
     config: dict[str, Any],
     prepare_config: dict[str, Any] | None,
     rng: dict[str, Any] | None = None,
+    averaged: tuple[torch.nn.Module, int] | None = None,
 ) -> None:
-    """Write a checkpoint atomically (a killed process never leaves half a file)."""
+    """Write a checkpoint atomically (a killed process never leaves half a file).
+
+    With weight averaging, ``model`` is the averaged model (what is scored and predicted with) and
+    ``averaged`` = (the model the optimizer trains, the number of averaging updates): stored as
+    ``training_model`` and ``ema_updates`` so that ``--resume`` continues both.
+    """
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -187,6 +193,9 @@ def save_checkpoint(
         "config": plain(config),
         "prepare_config": plain(prepare_config),
     }
+    if averaged is not None:
+        payload["training_model"] = {k: v.detach().cpu() for k, v in averaged[0].state_dict().items()}
+        payload["ema_updates"] = int(averaged[1])
     write_torch_file(path, payload)
 
 

@@ -165,6 +165,7 @@ class TrainOptimSection(_Section):
     patience: Int | None = F("a positive integer or null (never stop early)", ge=1)
     scheduler: Literal["none", "plateau", "warmup-cosine"] = F("none, plateau or warmup-cosine")
     mse_weight: Real = F("a number ≥ 0 (0 = the paper's CCC loss alone)", ge=0)
+    ema_decay: Real | None = F("a number in (0, 1) or null (no weight averaging)", gt=0, lt=1)
 
 
 class LogSection(_Section):

@@ -346,6 +346,7 @@ def _check_resume_config(new: Mapping[str, Any], old: Mapping[str, Any]) -> None
         b["augment"].setdefault("modalities", builtin_config("train")["augment"]["modalities"])  # (= off)
     if isinstance(b.get("optim"), dict):
         b["optim"].setdefault("mse_weight", 0.0)  # runs from before optim.mse_weight (= CCC alone)
+        b["optim"].setdefault("ema_decay", None)  # runs from before optim.ema_decay (= no averaging)
     for key in RESUMABLE_KEYS:
         for c in (a, b):
             node = c
@@ -585,7 +586,7 @@ def _train(
         # Different dropout masks per rank (the model weights are broadcast by DDP).
         torch.manual_seed(int(cfg["seed"]) + 1_000_003 * ctx.rank)
     loop = _EpochLoop(cfg, data, wrap_ddp(model, ctx=ctx), optimizer, ctx=ctx, face_augment=face_augment,
-                      show=progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main)
+                      show=progress and bool(cfg.get("log", {}).get("progress", True)) and ctx.is_main, ckpt=ckpt)
     log = _RunLog(out, cfg, ctx)
     patience = cfg["optim"].get("patience")
     stopped_early = patience is not None and run.stale >= int(patience) and run.start_epoch > 0
@@ -599,7 +600,7 @@ def _train(
         result = EpochResult(epoch + 1, run.step, train_loss, dev, time.perf_counter() - t0, is_best)
         run.history.append(result.row())
         if ctx.is_main:
-            log.epoch(result, run, unwrap(loop.net), optimizer, scheduler, data.prepare_config, show=loop.show)
+            log.epoch(result, run, loop, optimizer, scheduler, data.prepare_config, show=loop.show)
         barrier(ctx)
         if epoch_callback is not None:
             epoch_callback(result)
@@ -674,7 +675,7 @@ def _model(cfg: dict[str, Any], resume_from: Path | None, *, show: bool) -> tupl
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         _check_resume_config(cfg, ckpt["config"])
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("training_model", ckpt["model"]))  # with averaging: the trained weights
         freeze_branches(model, cfg.get("freeze") or [])
         return model, ckpt
     loaded = _init_branches(model, cfg)
@@ -732,7 +733,8 @@ class _EpochLoop:
     """One epoch of training steps, and the devel scoring after it."""
 
     def __init__(self, cfg: dict[str, Any], data: _TrainData, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 *, ctx: DistContext, face_augment: FaceAugment | None, show: bool) -> None:
+                 *, ctx: DistContext, face_augment: FaceAugment | None, show: bool,
+                 ckpt: dict[str, Any] | None = None) -> None:
         optim_cfg = cfg["optim"]
         self.cfg, self.data, self.net, self.optimizer, self.ctx = cfg, data, net, optimizer, ctx
         self.face_augment, self.show = face_augment, show
@@ -747,6 +749,12 @@ class _EpochLoop:
         steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
         self.total_steps = steps_per_epoch * self.epochs
         self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
+        self.ema = _averaged_model(unwrap(net), optim_cfg.get("ema_decay"), ckpt)
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The model that devel scoring, ``best.pt`` and ``predict`` use: the averaged one when averaging."""
+        return self.ema.module if self.ema is not None else unwrap(self.net)
 
     def _loader(self, epoch: int) -> DataLoader:
         self.data.train.set_epoch(epoch)
@@ -790,19 +798,37 @@ class _EpochLoop:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.base_lr * lr_factor(step, self.total_steps, self.warmup)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(unwrap(self.net))
         return float(loss.item())
 
     def score_dev(self) -> dict[str, float]:
         """Devel CCC (arousal, valence, mean), computed by the writing rank and shared with the others."""
         dev = {"arousal": float("nan"), "valence": float("nan"), "mean": float("nan")}
         if self.ctx.is_main:
-            preds = predict_recordings(unwrap(self.net), self.data.dev, device=self.ctx.device,
+            preds = predict_recordings(self.scored_model, self.data.dev, device=self.ctx.device,
                                        batch_size=int(self.cfg["optim"]["eval_batch_size"]),
                                        delay_frames=self.data.delay, label_rate=self.data.label_rate)
             dev = partition_scores(preds)
         if self.ctx.enabled:
             dev = {k: broadcast_float(v, ctx=self.ctx) for k, v in dev.items()}
         return dev
+
+
+def _averaged_model(model: torch.nn.Module, decay: float | None,
+                    ckpt: dict[str, Any] | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (``optim.ema_decay``; None: off),
+    continued from a resumed checkpoint's averaged weights. Averaging smooths the step-to-step noise
+    of small batches, so the epoch that devel picks depends less on where the last steps landed."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+    if ckpt is not None and "training_model" in ckpt:
+        ema.module.load_state_dict(ckpt["model"])
+        ema.n_averaged.fill_(int(ckpt["ema_updates"]))
+    return ema
 
 
 class _RunLog:
@@ -813,9 +839,10 @@ class _RunLog:
         self.plot = bool(cfg.get("log", {}).get("plot", True))
         self.events = _event_writer(out, cfg.get("log", {}).get("tensorboard", "auto")) if ctx.is_main else None
 
-    def epoch(self, result: EpochResult, run: _RunState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    def epoch(self, result: EpochResult, run: _RunState, loop: _EpochLoop, optimizer: torch.optim.Optimizer,
               scheduler: Any, prepare_config: dict[str, Any], *, show: bool) -> None:
-        state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=result.epoch, step=run.step,
+        averaged = (unwrap(loop.net), int(loop.ema.n_averaged)) if loop.ema is not None else None
+        state = dict(model=loop.scored_model, averaged=averaged, optimizer=optimizer, scheduler=scheduler, epoch=result.epoch, step=run.step,
                      best_score=run.best, best_epoch=run.best_epoch, stale_epochs=run.stale, history=run.history,
                      config=self.cfg, prepare_config=prepare_config, rng=capture_rng_state())
         if result.is_best:
