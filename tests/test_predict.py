@@ -192,7 +192,7 @@ def test_cli_folder_of_videos_and_errors(media: dict[str, Path], tmp_path: Path,
     assert rc == 0
     assert (tmp_path / "o" / "a" / "predictions.csv").exists() and (tmp_path / "o" / "b" / "predictions.csv").exists()
     monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
-    monkeypatch.setattr("mmaffect.checkpoints.default_model", lambda: None)  # an install without one
+    monkeypatch.setattr("mmaffect.checkpoints.default_model", lambda input_kind=None: None)  # an install without one
     capsys.readouterr()
     assert main(["predict", str(media["mp4"])]) == 2
     err = capsys.readouterr().err

@@ -46,7 +46,9 @@ configuration and the preprocessing parameters of ``mmaffect train``'s
 
 * ``mmaffect predict VIDEO`` with neither ``--checkpoint`` nor
   ``$MMAFFECT_CHECKPOINT`` uses the default model (``default: true`` in
-  ``index.json``; :func:`default_checkpoint`);
+  ``index.json``; :func:`default_checkpoint`); an audio file alone, with no
+  transcript, takes the model marked ``default_for: ["audio"]`` instead (the
+  default fusion model hears a voice poorly without a face);
 * ``--checkpoint pretrained:NAME`` (or ``mmaffect.load("pretrained:NAME")``)
   picks another one (:func:`resolve`);
 * ``init_from.visual=pretrained:NAME`` in ``mmaffect train`` takes a shipped
@@ -338,6 +340,10 @@ KINDS = ("predict", "branch")
 weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``,
 which ``mmaffect predict`` also runs on faces (videos or images) through its classifier."""
 
+INPUT_KINDS = ("audio",)
+"""Inputs that may have a default model of their own (``default_for`` in ``index.json``):
+``audio`` = an audio file alone, with no video and no transcript."""
+
 
 @dataclass(frozen=True)
 class PretrainedModel:
@@ -349,6 +355,7 @@ class PretrainedModel:
     summary: str
     default: bool
     path: Path
+    default_for: tuple[str, ...] = ()
 
 
 def pretrained_folder() -> Path:
@@ -370,16 +377,22 @@ def available() -> dict[str, PretrainedModel]:
         path = pretrained_folder() / entry["file"]
         if entry.get("kind", "predict") not in KINDS:
             raise ConfigError(f"{index_path}: {name}: kind must be one of {KINDS}, not {entry['kind']!r}")
+        default_for = tuple(entry.get("default_for", ()))
+        if any(k not in INPUT_KINDS for k in default_for):
+            raise ConfigError(f"{index_path}: {name}: default_for may list {INPUT_KINDS}, not {list(default_for)}")
         models[name] = PretrainedModel(name=name, file=entry["file"], kind=entry.get("kind", "predict"),
                                        model_name=entry["model_name"],
                                        modalities=tuple(entry["modalities"]), summary=entry["summary"],
-                                       default=bool(entry.get("default", False)), path=path)
+                                       default=bool(entry.get("default", False)), path=path, default_for=default_for)
     return models
 
 
-def default_model() -> PretrainedModel | None:
-    """The model ``mmaffect predict`` uses when no checkpoint is given (None if none is shipped)."""
-    defaults = [m for m in available().values() if m.default and m.kind == "predict"]
+def default_model(input_kind: str | None = None) -> PretrainedModel | None:
+    """The model ``mmaffect predict`` uses when no checkpoint is given (None if none is shipped);
+    ``input_kind`` (:data:`INPUT_KINDS`): the model for that input if one is marked for it."""
+    models = [m for m in available().values() if m.kind == "predict"]
+    for_input = [m for m in models if input_kind is not None and input_kind in m.default_for]
+    defaults = for_input or [m for m in models if m.default]
     return defaults[0] if defaults else None
 
 
@@ -418,13 +431,13 @@ def shipped_terms(path: str | Path) -> str | None:
     return str(json.loads((pretrained_folder() / "index.json").read_text()).get("terms") or "Research use only.")
 
 
-def default_checkpoint() -> Path:
+def default_checkpoint(input_kind: str | None = None) -> Path:
     """The checkpoint used when ``--checkpoint`` is not given: ``$MMAFFECT_CHECKPOINT``, else the
-    shipped default model (:func:`default_model`)."""
+    shipped default model for ``input_kind`` (:func:`default_model`)."""
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
         return resolve(env, kind="predict")
-    model = default_model()
+    model = default_model(input_kind)
     if model is not None:
         return resolve(PREFIX + model.name, kind="predict")
     raise ConfigError(

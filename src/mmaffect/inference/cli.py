@@ -4,12 +4,13 @@ expressions of faces in videos or images (face models)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmaffect.checkpoints import ENV_CHECKPOINT, default_checkpoint
+from mmaffect.checkpoints import ENV_CHECKPOINT, PREFIX, default_checkpoint
 from mmaffect.errors import ConfigError, DataError
 from mmaffect.inference import DEFAULT_MAX_GAP
 
@@ -231,29 +232,54 @@ def _run_face_job(predictor: Any, job: Job, args: argparse.Namespace) -> Any:
     return predictor.predict_video(job.video, chunk_seconds=args.chunk_seconds, progress=not args.quiet)
 
 
-def _cmd_predict(args: argparse.Namespace) -> None:
-    from mmaffect.inference.faces import FacePredictor
+def input_kind(job: Job) -> str | None:
+    """``audio`` for an audio file alone (no video, no transcript), which has a default model of its
+    own (:func:`mmaffect.checkpoints.default_model`); None otherwise."""
+    if job.audio is not None and job.video is None and not job.images and job.sides.get("transcript") is None:
+        return "audio"
+    return None
 
-    sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
-    jobs = plan_inputs([Path(p) for p in args.inputs], sides)
-    predictor = load_predictor(args.checkpoint, device=args.device)
-    if args.min_face is not None or args.detect_width is not None:
-        predictor.use_face_detector(min_face=args.min_face, detect_width=args.detect_width)
-    face_model = isinstance(predictor, FacePredictor)
-    if not face_model:
-        images = [j for j in jobs if j.images]
-        if images:
-            raise ConfigError(f"{images[0].source}: images are for face models (a pretrain-faces model.pt, "
+
+def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bool, str | None]]:
+    """Per job: its predictor (each checkpoint loaded once), whether it is a face model, and the terms
+    of a shipped model. Without ``--checkpoint``, each job takes the default for its kind of input."""
+    from mmaffect.checkpoints import default_model, shipped_terms
+    from mmaffect.inference.faces import FacePredictor, checkpoint_file
+
+    loaded: dict[Path, tuple[Any, bool, str | None]] = {}
+    out = []
+    for job in jobs:
+        kind = input_kind(job)
+        path = checkpoint_file(args.checkpoint) if args.checkpoint else default_checkpoint(kind)
+        if path not in loaded:
+            predictor = load_predictor(str(path), device=args.device)
+            if args.min_face is not None or args.detect_width is not None:
+                predictor.use_face_detector(min_face=args.min_face, detect_width=args.detect_width)
+            terms = shipped_terms(predictor.source)
+            if terms:
+                print(f"note: {terms}")
+            by_default = not args.checkpoint and not os.environ.get(ENV_CHECKPOINT)
+            chosen = default_model(kind) if kind and by_default else None
+            if chosen is not None and not chosen.default:
+                print(f"note: an audio file alone: {PREFIX}{chosen.name}, the default model for audio (the "
+                      f"default multimodal model hears a voice poorly without a face; --checkpoint to choose)")
+            loaded[path] = (predictor, isinstance(predictor, FacePredictor), terms)
+        predictor, face_model, _ = loaded[path]
+        if job.images and not face_model:
+            raise ConfigError(f"{job.source}: images are for face models (a pretrain-faces model.pt, "
                               f"pretrained:ferplus-hrnet3, a visual-only run); {predictor.model_name!r} reads "
                               f"{'+'.join(predictor.modalities)}")
-    from mmaffect.checkpoints import shipped_terms
+        out.append(loaded[path])
+    return out
 
-    terms = shipped_terms(predictor.source)
-    if terms:
-        print(f"note: {terms}")
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    sides = {name: Path(getattr(args, name)) if getattr(args, name) else None for name in COMPANIONS}
+    jobs = plan_inputs([Path(p) for p in args.inputs], sides)
+    chosen = _predictors(jobs, args)
     out = Path(args.out)
     failed: list[str] = []
-    for job in jobs:
+    for job, (predictor, face_model, terms) in zip(jobs, chosen):
         try:
             _predict_job(predictor, job, args, out=out, several=len(jobs) > 1, face_model=face_model, terms=terms)
         except (DataError, OSError) as exc:
