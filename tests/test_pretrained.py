@@ -115,6 +115,16 @@ def test_resolve_and_errors(monkeypatch):
     assert available() == {} and default_model() is None
 
 
+
+def test_default_for_is_checked(tmp_path, monkeypatch):
+    entry = {"file": "x.pt", "kind": "predict", "model_name": "m", "modalities": ["audio"], "summary": "s",
+             "default_for": ["podcast"]}
+    (tmp_path / "index.json").write_text(json.dumps({"models": {"x": entry}}))
+    monkeypatch.setattr(checkpoints, "pretrained_folder", lambda: tmp_path)
+    with pytest.raises(ConfigError, match=r"x: default_for may list \('audio',\), not \['podcast'\]"):
+        available()
+
+
 def test_cli_lists_and_prints_cards(capsys):
     assert main(["pretrained"]) == 0
     out = capsys.readouterr().out
