@@ -39,12 +39,17 @@ shows):
   change of those means against the same utterance predicted alone. What the
   model says about a sentence should not depend on how long the speaker has
   been talking; a head whose state runs on far past its training windows
-  drifts (``--contexts train none`` shows both ways of running the head).
+  drifts (``--contexts train none`` shows both ways of running the head);
+* **words alone** (text models) — EmoBank's dev sentences (no shipped model
+  trained on them; ``emobank-text`` chose its epoch on them) in reading
+  order as one transcript with no media, a sentence spoken at 2.5 words/s
+  (at least 1 s), then 0.5 s of pause: the CCC and Pearson r of each
+  sentence's mean arousal and valence against its ratings, (x − 3) / 2.
 
 Run from the repository root::
 
     python benchmarks/bench_real_recordings.py pretrained:emodb-audio /tmp/run/best.pt [--data ../shared/data]
-        [--checks silent camera channel studio talk] [--contexts train none]
+        [--checks silent camera channel studio talk words] [--contexts train none]
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from mmaffect.data.sources import EMODB_EMOTIONS  # noqa: E402
 from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,  # noqa: E402
                   face_change, feat_file, held_neutral_face, speaker_talk)
 
-CHECKS = ("silent", "camera", "channel", "studio", "talk")
+CHECKS = ("silent", "camera", "channel", "studio", "talk", "words")
 HIGH = ("anger", "fear", "happiness")
 LOW = ("sadness", "boredom", "neutral")
 
@@ -206,12 +211,42 @@ def talking(predictor, data: Path, work: Path, limit: int | None, context: str,
             "|talk - alone| valence": float(np.abs(r[:, 1] - r[:, 3]).mean())}
 
 
+def words_alone(predictor, data: Path, work: Path, limit: int | None) -> dict[str, float]:
+    """EmoBank dev sentences as one transcript alone: CCC and r of the sentence means against the ratings."""
+    import csv
+
+    from mmaffect.data.sources import emobank_csv, read_emobank
+    from mmaffect.training.metrics import ccc
+
+    sentences = read_emobank(emobank_csv(data / "emobank"), [])["dev"][:limit]
+    path, spans, t = work / "emobank_dev.csv", [], 0.0
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["start", "end", "text"])
+        for s in sentences:
+            end = t + max(1.0, s.words / 2.5)
+            writer.writerow([f"{t:.2f}", f"{end:.2f}", s.text])
+            spans.append((t, end))
+            t = end + 0.5
+    frame = predictor.predict(transcript=path)
+    times, values = frame["time"].to_numpy(), frame[["arousal", "valence"]].to_numpy()
+    means = np.array([np.nanmean(values[(times >= a) & (times < b)], axis=0) for a, b in spans])
+    gold = np.array([[(s.arousal - 3) / 2, (s.valence - 3) / 2] for s in sentences])
+    ok = np.isfinite(means).all(axis=1)
+    out = {"sentences": float(ok.sum())}
+    for j, dim in enumerate(("arousal", "valence")):
+        out[f"CCC {dim}"] = ccc(means[ok, j], gold[ok, j])
+        out[f"r {dim}"] = float(np.corrcoef(means[ok, j], gold[ok, j])[0, 1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="checkpoint files, run folders or pretrained:NAME")
     ap.add_argument("--data", default=None, help="shared data folder (default: $MMAFFECT_SHARED_DATA or ../shared/data)")
     ap.add_argument("--limit", type=int, default=None,
-                    help="at most this many EmoDB files in the studio check, and per speaker in the talk check")
+                    help="at most this many EmoDB files in the studio check, per speaker in the talk check, "
+                         "and EmoBank sentences in the words check")
     ap.add_argument("--contexts", nargs="+", default=["train"], metavar="train|none|SECONDS",
                     help="the head's context window(s) of the talk check (mmaffect predict --context)")
     ap.add_argument("--speakers", nargs="+", default=None, metavar="NN",
@@ -253,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                     for k, v in talking(predictor, data, Path(tmp), args.limit, context,
                                                    args.speakers).items():
                         row[f"talk [{context}]: {k}"] = f"{v:.3f}" if k != "utterances" else f"{v:.0f}"
+            if "words" in args.checks and "text" in _modalities(predictor) and (data / "emobank").is_dir():
+                for k, v in words_alone(predictor, data, Path(tmp), args.limit).items():
+                    row[f"words alone: {k}"] = f"{v:.3f}" if k != "sentences" else f"{v:.0f}"
             rows[ck] = row
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))
     print("\n| check | " + " | ".join(rows) + " |")

@@ -83,28 +83,32 @@ def test_predict_without_checkpoint_uses_the_default(predict_media, tmp_path, mo
     assert mmaffect.load(device="cpu").source == str(default_model().path)
 
 
-def test_an_audio_file_alone_takes_the_audio_default(predict_media, tmp_path, monkeypatch, capsys):
-    """Without --checkpoint, an audio file alone is read by the model marked default_for audio: on
-    voices never trained on, it reads arousal at CCC 0.69-0.78 where the fusion reads 0.24-0.30
-    (docs/predict.md). With a transcript, or a checkpoint chosen, the choice is the user's."""
-    audio_default = default_model("audio")
-    assert audio_default is not None and audio_default != default_model()
-    assert "audio" in audio_default.modalities and audio_default.default_for == ("audio",)
+def test_an_audio_file_or_a_transcript_alone_takes_its_own_default(predict_media, tmp_path, monkeypatch, capsys):
+    """Without --checkpoint, an audio file alone is read by the model marked default_for audio (on
+    voices never trained on, arousal CCC 0.69-0.78 where the fusion reads 0.24-0.30), a transcript
+    alone by the one marked transcript (docs/predict.md). Both together, or a checkpoint chosen
+    ($MMAFFECT_CHECKPOINT included): the multimodal default or the user's choice."""
+    audio_default, text_default = default_model("audio"), default_model("transcript")
+    assert audio_default.default_for == ("audio",) and "audio" in audio_default.modalities
+    assert text_default.default_for == ("transcript",) and "text" in text_default.modalities
+    assert default_model() not in (audio_default, text_default)
     monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
-    wav = predict_media["wav"]
-    runs = {"alone": [str(wav)], "words": [str(wav), "--transcript", str(predict_media["transcript"])]}
+    wav, words = str(predict_media["wav"]), ["--transcript", str(predict_media["transcript"])]
+    runs = {"audio": [wav], "words": words, "both": [wav, *words]}
     used = {}
     for name, args in runs.items():
         out = tmp_path / name
         assert main(["predict", *args, "--out", str(out), "--no-figures", "--quiet"]) == 0
         used[name] = json.loads((out / "report.json").read_text())["checkpoint"]
     printed = capsys.readouterr().out
-    assert used == {"alone": str(audio_default.path), "words": str(default_model().path)}
-    assert printed.count(f"pretrained:{audio_default.name}, the default model for audio") == 1
+    assert used == {"audio": str(audio_default.path), "words": str(text_default.path),
+                    "both": str(default_model().path)}
+    assert printed.count(f"an audio file alone: pretrained:{audio_default.name}, its default model") == 1
+    assert printed.count(f"a transcript alone: pretrained:{text_default.name}, its default model") == 1
     monkeypatch.setenv("MMAFFECT_CHECKPOINT", "pretrained:" + default_model().name)
     assert main(["predict", str(wav), "--out", str(tmp_path / "env"), "--no-figures", "--quiet"]) == 0
     assert json.loads((tmp_path / "env" / "report.json").read_text())["checkpoint"] == str(default_model().path)
-    assert "default model for audio" not in capsys.readouterr().out
+    assert "its default model" not in capsys.readouterr().out
 
 
 def test_resolve_and_errors(monkeypatch):
@@ -121,7 +125,7 @@ def test_default_for_is_checked(tmp_path, monkeypatch):
              "default_for": ["podcast"]}
     (tmp_path / "index.json").write_text(json.dumps({"models": {"x": entry}}))
     monkeypatch.setattr(checkpoints, "pretrained_folder", lambda: tmp_path)
-    with pytest.raises(ConfigError, match=r"x: default_for may list \('audio',\), not \['podcast'\]"):
+    with pytest.raises(ConfigError, match=r"x: default_for may list \('audio', 'transcript'\), not \['podcast'\]"):
         available()
 
 

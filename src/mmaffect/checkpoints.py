@@ -47,8 +47,9 @@ configuration and the preprocessing parameters of ``mmaffect train``'s
 * ``mmaffect predict VIDEO`` with neither ``--checkpoint`` nor
   ``$MMAFFECT_CHECKPOINT`` uses the default model (``default: true`` in
   ``index.json``; :func:`default_checkpoint`); an audio file alone, with no
-  transcript, takes the model marked ``default_for: ["audio"]`` instead (the
-  default fusion model hears a voice poorly without a face);
+  transcript, takes the model marked ``default_for: ["audio"]`` instead, and a
+  transcript alone the one marked ``["transcript"]`` (the default fusion model
+  reads a voice or words alone poorly);
 * ``--checkpoint pretrained:NAME`` (or ``mmaffect.load("pretrained:NAME")``)
   picks another one (:func:`resolve`);
 * ``init_from.visual=pretrained:NAME`` in ``mmaffect train`` takes a shipped
@@ -340,9 +341,10 @@ KINDS = ("predict", "branch")
 weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``,
 which ``mmaffect predict`` also runs on faces (videos or images) through its classifier."""
 
-INPUT_KINDS = ("audio",)
+INPUT_KINDS = ("audio", "transcript")
 """Inputs that may have a default model of their own (``default_for`` in ``index.json``):
-``audio`` = an audio file alone, with no video and no transcript."""
+``audio`` = an audio file alone, with no video and no transcript; ``transcript`` = a
+transcript alone, with no media."""
 
 
 @dataclass(frozen=True)

@@ -233,11 +233,18 @@ def _run_face_job(predictor: Any, job: Job, args: argparse.Namespace) -> Any:
 
 
 def input_kind(job: Job) -> str | None:
-    """``audio`` for an audio file alone (no video, no transcript), which has a default model of its
-    own (:func:`mmaffect.checkpoints.default_model`); None otherwise."""
-    if job.audio is not None and job.video is None and not job.images and job.sides.get("transcript") is None:
-        return "audio"
-    return None
+    """``audio`` for an audio file alone (no video, no transcript), ``transcript`` for a transcript
+    alone (no media): inputs with a default model of their own
+    (:func:`mmaffect.checkpoints.default_model`); None otherwise."""
+    if job.video is not None or job.images:
+        return None
+    transcript = job.sides.get("transcript") is not None
+    if job.audio is not None:
+        return None if transcript else "audio"
+    return "transcript" if transcript else None
+
+
+_ALONE = {"audio": "an audio file", "transcript": "a transcript"}
 
 
 def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bool, str | None]]:
@@ -261,8 +268,8 @@ def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bo
             by_default = not args.checkpoint and not os.environ.get(ENV_CHECKPOINT)
             chosen = default_model(kind) if kind and by_default else None
             if chosen is not None and not chosen.default:
-                print(f"note: an audio file alone: {PREFIX}{chosen.name}, the default model for audio (the "
-                      f"default multimodal model hears a voice poorly without a face; --checkpoint to choose)")
+                print(f"note: {_ALONE[kind]} alone: {PREFIX}{chosen.name}, its default model (the default "
+                      f"multimodal model reads {_ALONE[kind]} alone poorly; --checkpoint to choose)")
             loaded[path] = (predictor, isinstance(predictor, FacePredictor), terms)
         predictor, face_model, _ = loaded[path]
         if job.images and not face_model:
