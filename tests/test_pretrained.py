@@ -111,6 +111,22 @@ def test_an_audio_file_or_a_transcript_alone_takes_its_own_default(predict_media
     assert "its default model" not in capsys.readouterr().out
 
 
+def test_a_video_without_a_face_names_the_voice_model(predict_media, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
+    video, audio_default = str(predict_media["faceless_mp4"]), default_model("audio")
+    assert main(["predict", video, "--out", str(tmp_path / "a"), "--no-figures", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["checkpoint"] == str(default_model().path) and report["frames_with_face"] == 0
+    assert report["frames_with_audio"] > 0
+    assert f"note: a face in 0 of {report['n_frames']} frames" in printed
+    assert f"--checkpoint pretrained:{audio_default.name}" in printed
+    # chosen by the user: no note
+    assert main(["predict", video, "--checkpoint", f"pretrained:{default_model().name}", "--out",
+                 str(tmp_path / "b"), "--no-figures", "--quiet"]) == 0
+    assert "note: a face in" not in capsys.readouterr().out
+
+
 def test_resolve_and_errors(monkeypatch):
     assert resolve("runs/x/best.pt") == Path("runs/x/best.pt")
     with pytest.raises(ConfigError, match="no pretrained model 'nope'"):
