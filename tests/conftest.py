@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -45,9 +44,8 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return err
 
 
-def mux(video: Path, audio: Path | None, dest: Path, *, blank: bool = False) -> Path:
-    """An mp4 with the frames of ``video`` (``blank``: as flat grey frames, no face in view) and
-    (optionally) ``audio`` as an AAC track."""
+def mux(video: Path, audio: Path | None, dest: Path) -> Path:
+    """An mp4 with the frames of ``video`` and (optionally) ``audio`` as an AAC track."""
     with av.open(str(video)) as src, av.open(str(dest), "w") as out:
         vin = src.streams.video[0]
         vout = out.add_stream("mpeg4", rate=vin.average_rate)
@@ -57,8 +55,7 @@ def mux(video: Path, audio: Path | None, dest: Path, *, blank: bool = False) -> 
             wave, sr = sf.read(str(audio), dtype="float32")
             aout = out.add_stream("aac", rate=sr, layout="mono")
         for i, frame in enumerate(src.decode(vin)):
-            rgb = frame.to_ndarray(format="rgb24")
-            f = av.VideoFrame.from_ndarray(np.full_like(rgb, 128) if blank else rgb, format="rgb24")
+            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
             f.pts = i
             out.mux(vout.encode(f))
         out.mux(vout.encode(None))
@@ -91,5 +88,4 @@ def predict_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     files["mp4"] = mux(files["avi"], files["wav"], root / "talk.mp4")
     files["silent_mp4"] = mux(files["avi"], None, root / "silent.mp4")
-    files["faceless_mp4"] = mux(files["avi"], files["wav"], root / "faceless.mp4", blank=True)
     return files

@@ -46,10 +46,9 @@ configuration and the preprocessing parameters of ``mmaffect train``'s
 
 * ``mmaffect predict VIDEO`` with neither ``--checkpoint`` nor
   ``$MMAFFECT_CHECKPOINT`` uses the default model (``default: true`` in
-  ``index.json``; :func:`default_checkpoint`); an audio file alone, with no
-  transcript, takes the model marked ``default_for: ["audio"]`` instead, and a
-  transcript alone the one marked ``["transcript"]`` (the default fusion model
-  reads a voice or words alone poorly);
+  ``index.json``; :func:`default_checkpoint`); a transcript alone, with no
+  media, takes the model marked ``default_for: ["transcript"]`` instead (the
+  default fusion model reads words alone poorly);
 * ``--checkpoint pretrained:NAME`` (or ``mmaffect.load("pretrained:NAME")``)
   picks another one (:func:`resolve`);
 * ``init_from.visual=pretrained:NAME`` in ``mmaffect train`` takes a shipped
@@ -341,10 +340,9 @@ KINDS = ("predict", "branch")
 weights of one branch (``mmaffect pretrain-faces``) for ``init_from.<modality>=pretrained:NAME``,
 which ``mmaffect predict`` also runs on faces (videos or images) through its classifier."""
 
-INPUT_KINDS = ("audio", "transcript")
+INPUT_KINDS = ("transcript",)
 """Inputs that may have a default model of their own (``default_for`` in ``index.json``):
-``audio`` = an audio file alone, with no video and no transcript; ``transcript`` = a
-transcript alone, with no media."""
+``transcript`` = a transcript alone, with no media."""
 
 
 @dataclass(frozen=True)

@@ -233,18 +233,13 @@ def _run_face_job(predictor: Any, job: Job, args: argparse.Namespace) -> Any:
 
 
 def input_kind(job: Job) -> str | None:
-    """``audio`` for an audio file alone (no video, no transcript), ``transcript`` for a transcript
-    alone (no media): inputs with a default model of their own
+    """``transcript`` for a transcript alone (no media), an input with a default model of its own
     (:func:`mmaffect.checkpoints.default_model`); None otherwise."""
-    if job.video is not None or job.images:
-        return None
-    transcript = job.sides.get("transcript") is not None
-    if job.audio is not None:
-        return None if transcript else "audio"
-    return "transcript" if transcript else None
+    alone = job.video is None and job.audio is None and not job.images
+    return "transcript" if alone and job.sides.get("transcript") is not None else None
 
 
-_ALONE = {"audio": "an audio file", "transcript": "a transcript"}
+_ALONE = {"transcript": "a transcript"}
 
 
 def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bool, str | None]]:
@@ -300,21 +295,6 @@ def _cmd_predict(args: argparse.Namespace) -> None:
                         f"to {out}")
 
 
-def _note_faceless(predictor: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
-    """The shipped multimodal default, not chosen by the user, on a video with a face in under a tenth
-    of its frames: say that it reads a voice alone poorly, and which model reads one well."""
-    from mmaffect.checkpoints import default_model
-
-    model, audio = default_model(), default_model("audio")
-    if args.checkpoint or os.environ.get(ENV_CHECKPOINT) or model is None or audio is None or audio == model:
-        return
-    if predictor.source != str(model.path) or report.get("faces") is None or not report["frames_with_audio"]:
-        return
-    if report["frames_with_face"] < 0.1 * report["n_frames"]:
-        print(f"  note: a face in {report['frames_with_face']} of {report['n_frames']} frames: {model.name} reads "
-              f"a voice without a face poorly (docs/predict.md); for the voice: --checkpoint {PREFIX}{audio.name}")
-
-
 def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Path, several: bool,
                  face_model: bool, terms: str | None) -> None:
     """Predict one planned job and write its outputs (``OUT/<name>/`` when there are several)."""
@@ -348,7 +328,6 @@ def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Pat
               f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
               f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio; "
               f"{r['frames_without_input']} without any input (left empty)")
-        _note_faceless(predictor, r, args)
     if args.overlay:
         if job.video is not None and not face_model:
             written["overlay"] = write_overlay(job.video, pred.frame, folder / f"{job.name}_traces.mp4")
