@@ -248,6 +248,7 @@ def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bo
     from mmaffect.checkpoints import default_model, shipped_terms
     from mmaffect.inference.faces import FacePredictor, checkpoint_file
 
+    by_default = not args.checkpoint and not os.environ.get(ENV_CHECKPOINT)
     loaded: dict[Path, tuple[Any, bool, str | None]] = {}
     out = []
     for job in jobs:
@@ -260,7 +261,6 @@ def _predictors(jobs: list[Job], args: argparse.Namespace) -> list[tuple[Any, bo
             terms = shipped_terms(predictor.source)
             if terms:
                 print(f"note: {terms}")
-            by_default = not args.checkpoint and not os.environ.get(ENV_CHECKPOINT)
             chosen = default_model(kind) if kind and by_default else None
             if chosen is not None and not chosen.default:
                 print(f"note: {_ALONE[kind]} alone: {PREFIX}{chosen.name}, its default model (the default "
@@ -323,7 +323,7 @@ def _predict_job(predictor: Any, job: Job, args: argparse.Namespace, *, out: Pat
         r = pred.report
         faces = r.get("faces")
         face_note = (f"{r['frames_with_face']}/{r['n_frames']} frames with a face" if faces is not None
-                     else "no visual branch")
+                     else "no video" if "visual" in predictor.modalities else "no visual branch")
         print(f"{job.source or side.get('transcript')}: {r['n_frames']} frames ({r['duration']:.1f} s) in "
               f"{r['seconds']:.1f} s ({r['realtime_factor']:.1f}x real time); {face_note}; "
               f"{r['frames_with_words']} frames with words; {r['frames_with_audio']} with audio; "
