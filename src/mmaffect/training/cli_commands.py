@@ -39,10 +39,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = load_train_config(source, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model_name']}-seed{cfg['seed']}"
     ctx = init_distributed(device=str(cfg["device"]))
+    completed = False
     try:
         result = train(cfg, out=out, resume=args.resume, progress=not args.quiet, ctx=ctx)
+        completed = True
     finally:
-        cleanup_distributed(ctx)
+        cleanup_distributed(ctx, completed=completed)
     if ctx.is_main:
         print(f"{out}: best dev CCC (mean of arousal and valence) {result.best_score:.4f} at epoch "
               f"{result.best_epoch} of {result.epochs}" + (" (early stop)" if result.stopped_early else ""))
