@@ -41,19 +41,19 @@ class ModalityDropout:
     p: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any] | None, *, where: str = "augment.modalities") -> ModalityDropout | None:
+    def from_mapping(cls, cfg: Mapping[str, Any] | None) -> ModalityDropout | None:
         """From ``augment.modalities`` (None or all zeros: None). Unknown modalities and
         probabilities outside [0, 1) are one-line :class:`ConfigError` s naming the key."""
         if not cfg:
             return None
         if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{where} must be a mapping of modality: probability, got {cfg!r}")
+            raise ConfigError(f"augment.modalities must be a mapping of modality: probability, got {cfg!r}")
         p: dict[str, float] = {}
         for name, value in cfg.items():
             if name not in MASK_KEYS:
-                raise ConfigError(f"unknown modality {where}.{name} (known: {', '.join(MASK_KEYS)})")
+                raise ConfigError(f"unknown modality augment.modalities.{name} (known: {', '.join(MASK_KEYS)})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ConfigError(f"{where}.{name} must be a probability in [0, 1), got {value!r}")
+                raise ConfigError(f"augment.modalities.{name} must be a probability in [0, 1), got {value!r}")
             if value > 0:
                 p[name] = float(value)
         return cls(p) if p else None
