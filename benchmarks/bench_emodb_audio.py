@@ -37,11 +37,14 @@ One script, the same folds and the same scoring for every model (issue #6, item 
 Usage::
 
     nice -n 10 python benchmarks/bench_emodb_audio.py [--data DIR] [--workdir DIR] [--quick]
-        [--models audio-li2019 ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2]
+        [--models audio-li2019 ...] [--recipe YAML ...] [--folds 08 10 ...] [--epochs N] [--seeds 0 1 2] [--jobs 2]
         [--prepare audio.loudness=null ...] [--baseline-loudness -23] [--compare OTHER_WORKDIR] [key=value ...]
 
 Runs are resumable: a fold/model whose evaluation exists is reused, one with
 a ``last.pt`` but no evaluation is continued with ``mmaffect train - --resume``.
+``--recipe YAML`` trains the model of that YAML's ``model_name`` from it
+instead of ``recipes/emodb/<model>.yaml`` (e.g.
+``recipes/emodb/audio-li2019-speaker.yaml`` with ``--group speaker``).
 ``--jobs`` runs (fold, model) trainings in parallel processes of ``--threads``
 torch threads each (default 2 × 1: on 2 shared cores, two single-threaded
 processes were 3-5x faster than one process with 2 threads competing with
@@ -288,6 +291,28 @@ def wilcoxon_text(w: dict) -> str:
 SLOW_START_LOSS = 0.99  # a run whose train loss after its first epoch is still >= this started slowly
 
 
+def recipe_paths(paths: list[str], models: list[str]) -> dict[str, Path]:
+    """Model -> its training YAML: ``recipes/emodb/<model>.yaml`` unless one of ``paths`` (``--recipe``)
+    has that ``model_name``. A recipe for a model not in ``models``, or a missing file, stops the run."""
+    import yaml
+
+    out = {m: RECIPES / f"{m}.yaml" for m in models}
+    for p in paths:
+        path = Path(p).resolve()
+        if not path.is_file():
+            raise SystemExit(f"--recipe {p}: no such file")
+        name = (yaml.safe_load(path.read_text()) or {}).get("model_name")
+        if name not in models:
+            raise SystemExit(f"--recipe {p}: its model_name {name!r} is not one of --models ({', '.join(models)})")
+        out[name] = path
+    return out
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it."""
+    return os.path.relpath(path, REPO) if path.is_relative_to(REPO) else str(path)
+
+
 def seed_summaries(s: dict) -> dict[int, dict]:
     """Seed -> that seed's summary (pooled CCC and per-fold CCC) of a model's entry in results.json."""
     seeds = [int(x) for x in s.get("seeds", [0])]
@@ -498,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="our models to run")
     p.add_argument("--folds", nargs="+", help="test speakers to run (default: all; e.g. --folds 08 10)")
     p.add_argument("--epochs", type=int, help="optim.epochs for every model (default: the recipes')")
+    p.add_argument("--recipe", action="append", default=[], metavar="YAML",
+                   help="train the model named in this YAML's model_name from it instead of "
+                        "recipes/emodb/<model>.yaml; repeatable (e.g. recipes/emodb/audio-li2019-speaker.yaml)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
                    help="training seeds (default 0); with several, CCCs are mean ± std over seeds and the "
                         "per-fold figures use the seed mean")
@@ -523,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus, src, folds_json, npz, out = map(Path, args.baseline_child)
         run_baseline(corpus, src, folds_json, npz, out, args.baseline_loudness)
         return 0
+    recipes = recipe_paths(args.recipe, args.models)
     other = None
     if args.compare:
         other_json = Path(args.compare) / "results.json"
@@ -590,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     for seed in seeds:
         for model in args.models:
-            config = RECIPES / f"{model}.yaml"
+            config = recipes[model]
             ov = [*(tiny_model_overrides(model) if args.quick else []), *extra, *([f"seed={seed}"] if seed else [])]
             for fold in folds:
                 run = run_dir(work, model, fold["test"], seed)
@@ -631,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             per_seed.append(summarize(per_fold))
         s = combine_seeds(per_seed, seeds)
         s.update({"train_s": train_s, "best_epochs": best_epochs, "epochs": n_epochs,
-                  "config": str((RECIPES / f"{model}.yaml").relative_to(REPO)), "pred_std": spread,
+                  "config": _shown(recipes[model]), "pred_std": spread,
                   "constant_folds": constant_folds(spread), "slow_starts": slow})
         summary[model] = s
         rows.append((MODEL_LABELS[model], s))
