@@ -121,22 +121,26 @@ def test_recipe_option_names_each_models_training_yaml(tmp_path: Path) -> None:
     chosen = mod.recipe_paths([str(speaker)], models)
     assert chosen == {"audio-li2019": speaker, "audio-tzirakis2018": default["audio-tzirakis2018"]}
     assert mod._shown(speaker) == "recipes/emodb/audio-li2019-speaker.yaml"
+    both = [str(speaker), str(mod.RECIPES / "audio-tzirakis2018-speaker.yaml")]
+    assert mod.recipe_paths(both, models) == {m: mod.RECIPES / f"{m}-speaker.yaml" for m in models}
     with pytest.raises(SystemExit, match="not one of --models"):
         mod.recipe_paths([str(speaker)], ["audio-tzirakis2018"])
     with pytest.raises(SystemExit, match="no such file"):
         mod.recipe_paths([str(tmp_path / "none.yaml")], models)
 
 
-def test_speaker_recipe_is_the_measured_configuration() -> None:
-    """recipes/emodb/audio-li2019-speaker.yaml = the 3-seed run of its README table (the base recipe + 5
-    overrides), so the table reproduces from the recipe."""
+@pytest.mark.parametrize(("model", "extra"), [("audio-li2019", []),
+                                             ("audio-tzirakis2018", ["model_options.dropout=0.2"])])
+def test_speaker_recipe_is_the_measured_configuration(model: str, extra: list[str]) -> None:
+    """recipes/emodb/<model>-speaker.yaml = the 3-seed run of its README table (the base recipe + the
+    measured command's overrides), so the table reproduces from the recipe."""
     from mmaffect.training.trainer import load_train_config
 
     base = SCRIPT.parents[1] / "recipes" / "emodb"
     measured = ["optim.epochs=12", "model_options.audio_reference=32", "model_options.audio_reference_prior=300",
-                "model_options.audio_reference_self=0.3", "optim.scheduler=warmup-cosine"]
-    assert load_train_config(base / "audio-li2019-speaker.yaml", []) == load_train_config(
-        base / "audio-li2019.yaml", measured)
+                "model_options.audio_reference_self=0.3", "optim.scheduler=warmup-cosine", *extra]
+    assert load_train_config(base / f"{model}-speaker.yaml", []) == load_train_config(
+        base / f"{model}.yaml", measured)
 
 
 def test_wilcoxon_paired_matches_scipy_and_counts_folds() -> None:
