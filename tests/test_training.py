@@ -362,6 +362,25 @@ def test_tune_sqlite_resumes_study(plugin_dir: Path, cache: Path, tmp_path: Path
     assert "| learning_rate |" in summary and "±" in summary
 
 
+def test_tune_space_null_entry_is_left_out(plugin_dir: Path, cache: Path) -> None:
+    """The built-in space is merged under a user's: null is how a user narrows it, from YAML or the CLI."""
+    optuna = pytest.importorskip("optuna")
+    from mmaffect.training.tune import sample_config
+
+    cfg = tiny_config(cache, "tune.space.batch_size=null", "tune.space.sequence_length=null")
+    trial = optuna.trial.FixedTrial({"learning_rate": 3e-4, "dropout": 0.25, "hidden_units": 64, "num_layers": 2})
+    trial_cfg, values = sample_config(trial, cfg)
+    assert set(values) == {"learning_rate", "dropout", "hidden_units", "num_layers"}
+    assert trial_cfg["optim"]["batch_size"] == 4 and trial_cfg["data"]["window"] == 20  # untouched
+    assert trial_cfg["optim"]["lr"] == pytest.approx(3e-4) and trial_cfg["model_options"]["head_layers"] == 2
+    narrowed = load_train_config({"imports": [PLUGIN], "model_name": TINY, "tune": {"space": {
+        "batch_size": None, "hidden_units": None, "num_layers": None, "sequence_length": None}}})
+    trial_cfg, values = sample_config(optuna.trial.FixedTrial({"learning_rate": 1e-5, "dropout": 0.5}), narrowed)
+    assert values == {"learning_rate": 1e-5, "dropout": 0.5}
+    with pytest.raises(ConfigError, match=r"tune\.space: must be a mapping .*got 3"):
+        load_train_config({"imports": [PLUGIN], "model_name": TINY, "tune": {"space": {"lr": 3}}})
+
+
 def _yaml_value(v: object) -> str:
     return yaml.safe_dump(json.loads(json.dumps(v)), default_flow_style=True).strip()
 

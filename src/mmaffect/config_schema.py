@@ -182,7 +182,7 @@ class TuneSection(_Section):
     min_epochs: Int = F("a positive integer", ge=1)
     reduction_factor: Int = F("an integer ≥ 2", ge=2)
     sampler_seed: Int = F("an integer ≥ 0", ge=0)
-    space: dict[str, dict[str, Any]] = F("a mapping of name: {type, ..., keys}")
+    space: dict[str, dict[str, Any] | None] = F("a mapping of name: {type, ..., keys} (or null: left out)")
 
 
 class TrainConfig(_Section):

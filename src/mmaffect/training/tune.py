@@ -66,7 +66,9 @@ def sample_config(trial: Any, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], d
     Returns ``(trial configuration, {name: value})``. Each value is written to
     every key of its ``keys`` that the configuration has (e.g. a dropout key
     that only some models have); a parameter none of whose keys exist is an
-    error.
+    error. An entry set to null (``tune.space.batch_size=null``) is left out of
+    the search: the built-in space is merged under a user's, so null is how a
+    user narrows it.
     """
     from mmaffect.models import get_spec
 
@@ -74,6 +76,8 @@ def sample_config(trial: Any, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], d
     values: dict[str, Any] = {}
     overrides: list[str] = []
     for name, spec in cfg["tune"]["space"].items():
+        if spec is None:
+            continue
         typ = spec.get("type")
         if typ == "loguniform":
             v: Any = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=True)
