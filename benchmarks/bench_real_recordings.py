@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         for ck in args.checkpoints:
             predictor = mmaffect.load(ck, device="cpu")
             row: dict[str, str] = {"model": predictor.model_name}
-            if "silent" in args.checks:
+            if "silent" in args.checks and {"audio", "visual"} & set(_modalities(predictor)):  # a clip, no words
                 row.update({k: f"{v:+.3f}" for k, v in silent_clip(predictor).items()})
             if "camera" in args.checks and "visual" in _modalities(predictor):
                 for name, (a, v) in camera_invariance(predictor, Path(tmp)).items():
