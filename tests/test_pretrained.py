@@ -85,7 +85,7 @@ def test_predict_without_checkpoint_uses_the_default(predict_media, tmp_path, mo
 
 def test_a_transcript_alone_takes_its_own_default(predict_media, tmp_path, monkeypatch, capsys):
     """Without --checkpoint, a transcript alone is read by the model marked default_for transcript
-    (on EmoBank's dev sentences CCC 0.397 / 0.637 where the fusion reads 0.086 / 0.152;
+    (on EmoBank's dev sentences CCC 0.433 / 0.645 where the fusion reads 0.086 / 0.152;
     docs/predict.md). Media, with or without the transcript, and a checkpoint chosen
     ($MMAFFECT_CHECKPOINT included): the multimodal default or the user's choice."""
     text_default = default_model("transcript")
