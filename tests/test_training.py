@@ -168,6 +168,20 @@ def test_mse_weight_adds_the_squared_error_to_the_loss(plugin_dir: Path, cache: 
         tiny_config(cache, "optim.mse_weight=-1")
 
 
+def test_amp_autocasts_the_forward_pass_in_bf16(plugin_dir: Path, cache: Path, tmp_path: Path) -> None:
+    """amp=true runs the training forward pass under bf16 autocast (here on the CPU; auto = on CUDA
+    only, so a CPU run is unchanged): it still learns, its predictions were rounded (another loss),
+    and the weights it saves stay fp32. A value other than auto/true/false is refused."""
+    runs = {amp: train(tiny_config(cache, "optim.epochs=4", f"amp={amp}"), out=tmp_path / amp, progress=False)
+            for amp in ("false", "auto", "true")}
+    plain, bf16 = ([r["train_loss"] for r in runs[k].history] for k in ("false", "true"))
+    assert [r["train_loss"] for r in runs["auto"].history] == plain
+    assert bf16 != plain and bf16[-1] < bf16[0] - 0.15 and runs["true"].history[-1]["dev_mean"] > 0.4
+    assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path / "true" / "best.pt")["model"].values())
+    with pytest.raises(ConfigError, match="amp"):
+        tiny_config(cache, "amp=sometimes")
+
+
 def test_tensorboard_events(plugin_dir: Path, cache: Path, tmp_path: Path, monkeypatch) -> None:
     """log.tensorboard: events readable by TensorBoard; a missing package is an error only when asked for."""
     import builtins

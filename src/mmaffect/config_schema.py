@@ -195,6 +195,7 @@ class TrainConfig(_Section):
     optim: TrainOptimSection = F("a mapping")
     seed: Int = F("an integer ≥ 0", ge=0)
     device: Device = F(f"one of {DEVICE_HELP}")
+    amp: Bool | Literal["auto"] = F("auto, true or false")
     log: LogSection = F("a mapping")
     tune: TuneSection = F("a mapping")
     augment: dict[str, Any] | None = F("a mapping (checked by the augmentation modules)")

@@ -100,7 +100,7 @@ __all__ = [
 LOG_COLUMNS = ("epoch", "step", "train_loss", "dev_arousal", "dev_valence", "dev_mean", "seconds")
 
 # Keys a resumed run may change (everything else must equal the checkpoint's).
-RESUMABLE_KEYS = ("optim.epochs", "optim.patience", "data.num_workers", "device", "log.plot", "log.progress")
+RESUMABLE_KEYS = ("optim.epochs", "optim.patience", "data.num_workers", "device", "amp", "log.plot", "log.progress")
 
 # Section 5.4: batch 20 for text and audio, 3 for visual and multimodal networks.
 PAPER_BATCH = {"text": 20, "audio": 20, "visual": 3, "multimodal": 3}
@@ -746,6 +746,8 @@ class _EpochLoop:
         self.base_lr = float(optim_cfg["lr"])
         self.schedule = str(optim_cfg.get("scheduler", "none"))
         self.mse_weight = float(optim_cfg.get("mse_weight") or 0.0)
+        amp = cfg.get("amp", "auto")
+        self.amp = ctx.device.type == "cuda" if amp == "auto" else bool(amp)
         steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
         self.total_steps = steps_per_epoch * self.epochs
         self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
@@ -785,9 +787,11 @@ class _EpochLoop:
         if self.face_augment is not None and "faces" in batch:  # training steps only; seeded by step, rank
             batch["faces"] = self.face_augment.sequences(batch["faces"], batch["face_mask"],
                                                          seed=(self.seed * 1_000_003 + step) * 64 + ctx.rank)
-        output = self.net(batch)
-        pred, gold, mask = delay_pairs(output.pred[..., :2], batch["labels"][..., :2].to(output.pred.dtype),
-                                       batch["mask"], self.data.delay)
+        # bf16 autocast for the forward pass only (``amp``); the CCC loss and the weights stay in fp32.
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp):
+            output = self.net(batch)
+        out = output.pred[..., :2].float()
+        pred, gold, mask = delay_pairs(out, batch["labels"][..., :2].to(out.dtype), batch["mask"], self.data.delay)
         loss = (pooled_ccc_loss(pred, gold, mask, ctx=ctx, mse_weight=self.mse_weight) if ctx.enabled
                 else ccc_loss(pred, gold, mask, mse_weight=self.mse_weight))
         self.optimizer.zero_grad(set_to_none=True)
