@@ -376,6 +376,32 @@ def test_tune_sqlite_resumes_study(plugin_dir: Path, cache: Path, tmp_path: Path
     assert "| learning_rate |" in summary and "±" in summary
 
 
+def test_tune_workers_sharing_a_storage(plugin_dir: Path, cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """Trial N draws the same configuration in any study (seed, trial number, parameter name), and a
+    worker stops once the study holds --trials trials, counting those another worker finished while
+    it ran (simulated: three finished trials appear in the storage during this worker's first)."""
+    optuna = pytest.importorskip("optuna")
+    from mmaffect.training import tune as tune_mod
+
+    cfg = tiny_config(cache, "tune.epochs=1")
+    alone = tune_mod.tune(cfg, out=tmp_path / "alone", trials=2, progress=False)
+    real_train, calls = tune_mod.train, []
+
+    def train_beside_another_worker(trial_cfg, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            study = optuna.load_study(study_name="tune-" + TINY, storage=f"sqlite:///{tmp_path / 'shared' / 'study.db'}")
+            for _ in range(3):
+                study.add_trial(optuna.trial.create_trial(value=0.1, params={}, distributions={}))
+        return real_train(trial_cfg, **kw)
+
+    monkeypatch.setattr(tune_mod, "train", train_beside_another_worker)
+    shared = tune_mod.tune(cfg, out=tmp_path / "shared", trials=4, progress=False)
+    assert len(calls) == 1 and len(shared.trials) == 4  # not 4 of its own
+    assert shared.trials[0].params == alone.trials[0].params
+    assert alone.trials[0].params != alone.trials[1].params
+
+
 def test_tune_space_null_entry_is_left_out(plugin_dir: Path, cache: Path) -> None:
     """The built-in space is merged under a user's: null is how a user narrows it, from YAML or the CLI."""
     optuna = pytest.importorskip("optuna")

@@ -10,13 +10,18 @@ and reports the dev CCC (mean of arousal and valence, maximised) after every
 epoch so that Hyperband stops the weak ones early.
 
 Hyperband samples configurations at random (the paper: "starts by randomly
-sampling"), so the sampler is Optuna's ``RandomSampler``; it is seeded with
-``tune.sampler_seed`` plus the number of trials already in the study, so a
-resumed study does not redraw the first configurations.
+sampling"), so each value is drawn by Optuna's ``RandomSampler`` seeded with
+``tune.sampler_seed``, the trial's number and the parameter's name: trial N
+draws the same configuration whichever process runs it, a resumed study does
+not redraw the first configurations, and workers that share one storage never
+draw the same one.
 
 The study lives in ``--storage`` (default ``sqlite:///OUT/study.db``) and is
 resumed when it exists: ``--trials N`` is the study's total, and only the
-missing trials run. A trial killed with the process is marked failed on the
+missing trials run. Several workers (processes or machines) may run the same
+command against one storage at once: each stops when the study holds N
+completed or pruned trials, so the total overshoots N by at most the trials
+that were still running then. A trial killed with the process is marked failed on the
 next start (Optuna heartbeat) and does not count. Every trial trains into
 ``OUT/trials/trial-NNNN``; ``OUT/summary.md`` holds the Table-8-style summary.
 
@@ -40,7 +45,7 @@ from mmaffect.training.stats import format_mean_std, mean_std
 from mmaffect.training.trainer import EpochResult, _model_kind, resolve_train_config, train
 from mmaffect.utils.io import atomic_write_text
 
-__all__ = ["tune", "sample_config", "bucket", "hyperparameter_table", "study_summary"]
+__all__ = ["tune", "trial_seeded_sampler", "sample_config", "bucket", "hyperparameter_table", "study_summary"]
 
 
 def _optuna() -> Any:
@@ -58,6 +63,36 @@ def _choices(name: str, spec: Mapping[str, Any], kind: str) -> list[Any]:
             raise ConfigError(f"tune.space.{name}.choices_by_kind has no entry for {kind!r} models")
         return list(by[kind])
     return list(spec["choices"])
+
+
+def trial_seeded_sampler(seed: int) -> Any:
+    """An Optuna sampler that draws each value at random, seeded by ``seed``, the trial's number and
+    the parameter's name (:class:`optuna.samplers.RandomSampler` for each draw): the draws depend on
+    nothing else, so they are the same whichever worker runs the trial, and in whatever order.
+
+    >>> import optuna
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> draw = lambda: optuna.create_study(sampler=trial_seeded_sampler(0)).ask().suggest_float("lr", 0, 1)
+    >>> draw() == draw()
+    True
+    """
+    import zlib
+
+    optuna = _optuna()
+
+    class TrialSeededSampler(optuna.samplers.BaseSampler):
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            key = zlib.crc32(f"{seed}:{trial.number}:{param_name}".encode())
+            return optuna.samplers.RandomSampler(seed=key).sample_independent(
+                study, trial, param_name, param_distribution)
+
+    return TrialSeededSampler()
 
 
 def sample_config(trial: Any, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,10 +246,7 @@ def tune(
     pruner = optuna.pruners.HyperbandPruner(min_resource=int(tcfg["min_epochs"]), max_resource=max_epochs,
                                             reduction_factor=int(tcfg["reduction_factor"]))
     store = _storage(url)
-    n_existing = 0
-    if name in optuna.get_all_study_names(storage=store):
-        n_existing = len(optuna.load_study(study_name=name, storage=store).trials)
-    sampler = optuna.samplers.RandomSampler(seed=int(tcfg["sampler_seed"]) + n_existing)
+    sampler = trial_seeded_sampler(int(tcfg["sampler_seed"]))
     study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
@@ -248,6 +280,8 @@ def tune(
     if not progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     if remaining:
-        study.optimize(objective, n_trials=remaining, catch=())
+        # Another worker on the same storage counts too: stop once the study holds `total` trials.
+        enough = optuna.study.MaxTrialsCallback(total, states=(state.COMPLETE, state.PRUNED))
+        study.optimize(objective, n_trials=remaining, catch=(), callbacks=[enough])
     atomic_write_text(out / "summary.md", study_summary(study))
     return study
