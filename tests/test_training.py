@@ -400,6 +400,14 @@ def test_tune_workers_sharing_a_storage(plugin_dir: Path, cache: Path, tmp_path:
     assert len(calls) == 1 and len(shared.trials) == 4  # not 4 of its own
     assert shared.trials[0].params == alone.trials[0].params
     assert alone.trials[0].params != alone.trials[1].params
+    # a worker joining a study that holds one trial runs trial 1, and draws what trial 1 drew alone
+    monkeypatch.setattr(tune_mod, "train", real_train)
+    joined = optuna.create_study(study_name="tune-" + TINY, direction="maximize",
+                                 storage=f"sqlite:///{tmp_path / 'joined.db'}")
+    joined.add_trial(optuna.trial.create_trial(value=0.1, params={}, distributions={}))
+    joined = tune_mod.tune(cfg, out=tmp_path / "joined", trials=2, storage=f"sqlite:///{tmp_path / 'joined.db'}",
+                           progress=False)
+    assert joined.trials[1].params == alone.trials[1].params
 
 
 def test_tune_space_null_entry_is_left_out(plugin_dir: Path, cache: Path) -> None:
