@@ -47,11 +47,21 @@ __all__ = [
     "BlockDistributedSampler",
     "init_distributed",
     "cleanup_distributed",
+    "resolve_amp",
     "resolve_device",
     "pooled_ccc_loss",
     "broadcast_float",
     "barrier",
 ]
+
+
+def resolve_amp(setting: Any, device: torch.device) -> bool:
+    """Whether to run in bf16 autocast: the ``amp`` setting ``auto`` (on CUDA only), true or false.
+
+    >>> resolve_amp("auto", torch.device("cpu")), resolve_amp(True, torch.device("cpu"))
+    (False, True)
+    """
+    return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
 def resolve_device(spec: str, *, local_rank: int = 0) -> torch.device:

@@ -338,13 +338,12 @@ def _seed_all(seed: int) -> None:
 
 def _device_and_amp(cfg: Mapping[str, Any]) -> tuple[torch.device, bool]:
     """The device of ``cfg["device"]`` and whether to run in bf16 autocast (``amp``: auto = on a GPU)."""
-    from mmaffect.training.distributed import resolve_device
+    from mmaffect.training.distributed import resolve_amp, resolve_device
 
     device = resolve_device(str(cfg["device"]))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    amp = (device.type == "cuda") if cfg["amp"] == "auto" else bool(cfg["amp"])
-    return device, amp
+    return device, resolve_amp(cfg["amp"], device)
 
 
 def _prepare_model(cfg: Mapping[str, Any], device: torch.device) -> FaceClassifier:

@@ -74,6 +74,7 @@ from mmaffect.training.distributed import (
     barrier,
     broadcast_float,
     pooled_ccc_loss,
+    resolve_amp,
     resolve_device,
     unwrap,
     wrap_ddp,
@@ -746,8 +747,7 @@ class _EpochLoop:
         self.base_lr = float(optim_cfg["lr"])
         self.schedule = str(optim_cfg.get("scheduler", "none"))
         self.mse_weight = float(optim_cfg.get("mse_weight") or 0.0)
-        amp = cfg.get("amp", "auto")
-        self.amp = ctx.device.type == "cuda" if amp == "auto" else bool(amp)
+        self.amp = resolve_amp(cfg["amp"], ctx.device)
         steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
         self.total_steps = steps_per_epoch * self.epochs
         self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
