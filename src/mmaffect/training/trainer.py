@@ -747,7 +747,7 @@ class _EpochLoop:
         self.base_lr = float(optim_cfg["lr"])
         self.schedule = str(optim_cfg.get("scheduler", "none"))
         self.mse_weight = float(optim_cfg.get("mse_weight") or 0.0)
-        self.amp = resolve_amp(cfg["amp"], ctx.device)
+        self.amp = resolve_amp(cfg.get("amp", "auto"), ctx.device)  # configs from before `amp`: auto
         steps_per_epoch = math.ceil(len(self.sampler) / self.sampler.local_batch)  # the DataLoader's batches
         self.total_steps = steps_per_epoch * self.epochs
         self.warmup = warmup_steps(steps_per_epoch, self.total_steps)
